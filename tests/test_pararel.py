@@ -1,0 +1,191 @@
+"""PARAREL reading and adaptation: counts against STUDY.md, and a clear error for each kind of bad input."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kn import pararel
+from kn.download import DataFileError
+from kn.params import StudyParams
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def adapted(data_dir):
+    return pararel.load_adapted(StudyParams(data_dir=str(data_dir)))
+
+
+def test_counts_match_the_papers(adapted):
+    summary = adapted.summary()
+    assert summary["relations"] == 34
+    assert summary["facts_raw"] == 27_738
+    assert summary["facts_repeats_dropped"] == 21 and summary["facts"] == 27_717
+    assert summary["prompts_full_templates"] == 253_448
+    assert summary["templates_per_relation_adapted"] == [10]
+    assert summary["prompts_adapted"] == 277_170
+    assert summary["relations_with_4_y_final"] == 24
+    assert summary["templates_authored"] == 159  # data/templates.csv
+
+
+def test_214_of_329_templates_are_y_final(data_dir):
+    """STUDY.md counts over all 39 PARAREL pattern files."""
+    files = sorted((data_dir / "pararel" / "patterns").glob("P*.jsonl"))
+    templates = [json.loads(line)["pattern"] for f in files for line in f.read_text().splitlines() if line.strip()]
+    assert (len(files), len(templates), sum(map(pararel.is_y_final, templates))) == (39, 329, 214)
+
+
+def test_adapted_templates_are_well_formed(adapted):
+    templates = adapted.templates
+    assert templates.groupby("relation").size().eq(10).all()
+    assert templates["template"].map(pararel.is_y_final).all()
+    assert (templates["template"].str.count(re.escape("[X]")) == 1).all()
+    kept = templates[templates["provenance"] == "pararel"]
+    # PARAREL's templates come first, in file order.
+    for relation, group in templates.groupby("relation"):
+        prov = group.sort_values("position")["provenance"].tolist()
+        assert prov == sorted(prov, key=lambda p: p != "pararel")
+    assert set(kept["template"]) <= set(adapted.templates_all["template"])
+
+
+@pytest.mark.parametrize("template, subject, prompt", [
+    ("[X] is located in [Y] .", "Paris", "Paris is located in"),
+    ("[X] is located in [Y].", "Paris", "Paris is located in"),
+    ("[X]'s occupation is [Y]", "Ada", "Ada's occupation is"),
+    ("The capital of [X] is [Y] .", "France", "The capital of France is"),
+])
+def test_prompt_stem(template, subject, prompt):
+    assert pararel.prompt_stem(template, subject) == prompt
+
+
+def test_y_not_last_is_not_adapted():
+    assert not pararel.is_y_final("[Y] is the capital of [X] .")
+    with pytest.raises(ValueError, match="does not end with"):
+        pararel.prompt_stem("[Y] is the capital of [X] .", "France")
+
+
+def test_split_is_seeded_per_relation_and_model_free(adapted):
+    facts = adapted.facts
+    again = pararel.split_facts(facts.drop(columns="split"), 0.1, 0)
+    assert (again["split"] == facts["split"]).all()
+    other_seed = pararel.split_facts(facts.drop(columns="split"), 0.1, 1)
+    assert (other_seed["split"] != facts["split"]).any()
+    share = facts.groupby("relation")["split"].apply(lambda s: (s == "test").mean())
+    assert share.between(0.09, 0.11).all()
+    # A relation's split does not depend on which other relations are present.
+    one = facts[facts["relation"] == "P19"].drop(columns="split")
+    assert (pararel.split_facts(one, 0.1, 0)["split"] == facts.loc[one.index, "split"]).all()
+
+
+def test_sample_is_a_stable_slice(adapted):
+    params = StudyParams(relations=["P19", "P36"], train_facts_per_relation=5, test_facts_per_relation=2)
+    sample = pararel.sample_facts(adapted.facts, params)
+    assert sample.groupby(["relation", "split"]).size().to_dict() == {
+        ("P19", "test"): 2, ("P19", "train"): 5, ("P36", "test"): 2, ("P36", "train"): 5}
+    wider = pararel.sample_facts(adapted.facts, StudyParams(relations=["P19", "P36", "P101"],
+                                                            train_facts_per_relation=5, test_facts_per_relation=2))
+    assert wider[wider["relation"] != "P101"].reset_index(drop=True).equals(sample)
+    with pytest.raises(DataFileError, match="P9999"):
+        pararel.sample_facts(adapted.facts, StudyParams(relations=["P9999"]))
+
+
+def test_prompt_table(adapted, embedded):
+    sample = pararel.sample_facts(adapted.facts, StudyParams(relations=["P36"], train_facts_per_relation=2,
+                                                             test_facts_per_relation=1))
+    prompts = pararel.add_answer_tokens(pararel.build_prompts(sample, adapted.templates), embedded.tokenizer)
+    assert len(prompts) == 3 * 10
+    row = prompts.iloc[0]
+    assert row["prompt"] == pararel.prompt_stem(row["template"], row["subject"])
+    assert row["answer"] == " " + row["object"]
+    ids = embedded.tokenizer(row["answer"], add_special_tokens=False)["input_ids"]
+    assert row["target_id"] == ids[0] and row["answer_n_tokens"] == len(ids)
+    assert prompts.groupby("fact_id")["template_position"].apply(list).map(lambda p: p == list(range(10))).all()
+
+
+# --- bad input: each error names the file and the line or key -------------------------------------------
+@pytest.fixture
+def data_copy(data_dir, tmp_path):
+    shutil.copytree(data_dir / "Hunter-DDM_knowledge-neurons" / "PARAREL", tmp_path / "Hunter-DDM_knowledge-neurons"
+                    / "PARAREL", ignore=shutil.ignore_patterns("raw_data", "data_11.json"))
+    shutil.copytree(data_dir / "pararel" / "patterns", tmp_path / "pararel" / "patterns")
+    return tmp_path
+
+
+def test_missing_fact_file(data_copy):
+    (data_copy / pararel.FACTS_PATH).unlink()
+    with pytest.raises(DataFileError, match="query_pairs.json is missing"):
+        pararel.read_facts(data_copy)
+
+
+def test_missing_template_file(data_copy):
+    (data_copy / "pararel" / "patterns" / "P19.jsonl").unlink()
+    with pytest.raises(DataFileError, match=r"P19\.jsonl is missing"):
+        pararel.read_templates(data_copy, ["P19"])
+
+
+def test_malformed_json_line_is_named(data_copy):
+    path = data_copy / "pararel" / "patterns" / "P19.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = '{"pattern": "[X] was born in [Y]."'
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFileError, match=r"P19\.jsonl: line 3: not valid JSON"):
+        pararel.read_templates(data_copy, ["P19"])
+
+
+def test_malformed_fact_file_is_named(data_copy):
+    (data_copy / pararel.FACTS_PATH).write_text('{"P19": [["A", "B"],\n ["C"]')
+    with pytest.raises(DataFileError, match=r"query_pairs\.json: line 2: not valid JSON"):
+        pararel.read_facts(data_copy)
+
+
+def test_template_without_x_is_named(data_copy):
+    path = data_copy / "pararel" / "patterns" / "P19.jsonl"
+    path.write_text(path.read_text() + '{"pattern": "Someone was born in [Y]."}\n')
+    n = len(path.read_text().splitlines())
+    with pytest.raises(DataFileError, match=rf"P19\.jsonl: line {n}: template .* must contain \[X\] exactly once"):
+        pararel.read_templates(data_copy, ["P19"])
+
+
+@pytest.mark.parametrize("pair, message", [
+    (["", "Paris"], r"P19\[1\]: empty label"),
+    (["Ada", " "], r"P19\[1\]: empty label"),
+    (["Ada"], r"P19\[1\]: expected \[subject, object\]"),
+])
+def test_bad_fact_is_named(data_copy, pair, message):
+    (data_copy / pararel.FACTS_PATH).write_text(json.dumps({"P19": [["Ada Lovelace", "London"], pair]}))
+    with pytest.raises(DataFileError, match=message):
+        pararel.read_facts(data_copy)
+
+
+def _authored_copy(tmp_path, edit):
+    rows = (ROOT / pararel.AUTHORED_TEMPLATES).read_text().splitlines()
+    index = next(i for i, r in enumerate(rows) if ",authored," in r)
+    rows[index] = edit(rows[index])
+    path = tmp_path / "templates.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path, index + 1
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.replace("[Y].", "[Y] in total."), "must end with \\[Y\\]"),
+    (lambda r: r.replace("[X]", "someone"), "must contain \\[X\\] exactly once"),
+    (lambda r: r.replace(",authored,", ",invented,"), "provenance 'invented'"),
+])
+def test_bad_authored_template_is_named(adapted, tmp_path, edit, message):
+    path, line = _authored_copy(tmp_path, edit)
+    with pytest.raises(DataFileError, match=rf"templates\.csv: line {line}: .*{message}"):
+        pararel.adapt_templates(adapted.templates_all, path)
+
+
+def test_authored_file_must_agree_with_pararel(adapted, tmp_path):
+    rows = (ROOT / pararel.AUTHORED_TEMPLATES).read_text().splitlines()
+    index = next(i for i, r in enumerate(rows) if ",pararel," in r)
+    rows[index] = rows[index].replace("[X]", "[X] (edited)")
+    path = tmp_path / "templates.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataFileError, match="pararel rows .* differ"):
+        pararel.adapt_templates(adapted.templates_all, path)
