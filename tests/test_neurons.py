@@ -354,3 +354,15 @@ def test_layer_histogram():
     assert layer_histogram([F()], 4, 3).dtype == np.int64
     with pytest.raises(ValueError):
         layer_histogram([F({12})], 4, 3)
+
+
+def test_pair_jaccards_and_union_ratios_by_hand():
+    from kn.neurons import pair_jaccards, union_ratios
+
+    a, b, c = frozenset({1, 2, 3}), frozenset({2, 3, 4, 5}), frozenset()
+    # pairs: a-b 2/5, a-c 0/3, b-c 0/4
+    np.testing.assert_allclose(pair_jaccards([a, b, c]), [0.4, 0.0, 0.0])
+    assert pair_jaccards([c, c]).size == 0 and pair_jaccards([a]).size == 0
+    # union {1..5}: 3/5, 4/5, 0/5
+    np.testing.assert_allclose(union_ratios([a, b, c]), [0.6, 0.8, 0.0])
+    assert union_ratios([c, c]).size == 0

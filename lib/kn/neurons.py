@@ -14,6 +14,7 @@ API
     overlap_table(fact_sets) -> DataFrame (row per fact);  summarize_overlap(df) -> Series (means over facts)
     pair_intersections(refined, relation_of, n_pairs=10_000, seed=0) -> dict   # mean |A & B| intra/inter relation
     layer_histogram(sets, n_neurons, n_layers) -> ndarray [L]
+    pair_jaccards(sets) -> ndarray [pairs];  union_ratios(sets) -> ndarray [prompts]   # Fig. 1 distributions
 """
 
 from __future__ import annotations
@@ -431,3 +432,24 @@ def layer_histogram(sets, n_neurons: int, n_layers: int) -> np.ndarray:
     if ids.size and (ids.min() < 0 or ids.max() >= n_layers * n_neurons):
         raise ValueError("neuron id outside [0, n_layers * n_neurons)")
     return np.bincount(ids // n_neurons, minlength=n_layers).astype(np.int64)
+
+
+def pair_jaccards(sets: Sequence[frozenset]) -> np.ndarray:
+    """Jaccard |A & B| / |A | B| of every unordered pair of one fact's prompt sets: [n*(n-1)/2].
+
+    Pairs of two empty sets are left out (their Jaccard is undefined), as in ``fact_overlap``'s R_so."""
+    out = []
+    for i in range(len(sets)):
+        for j in range(i + 1, len(sets)):
+            union = len(sets[i] | sets[j])
+            if union:
+                out.append(len(sets[i] & sets[j]) / union)
+    return np.asarray(out, dtype=np.float64)
+
+
+def union_ratios(sets: Sequence[frozenset]) -> np.ndarray:
+    """|A_i| / |U| for each prompt set of one fact, U the union of all of them: [n]; empty when U is empty."""
+    union = frozenset().union(*sets) if sets else frozenset()
+    if not union:
+        return np.zeros(0)
+    return np.asarray([len(s) / len(union) for s in sets], dtype=np.float64)

@@ -50,6 +50,8 @@ class StudyParams:
     coarse_threshold: float = 0.2  # t: coarse set = score > t * max
     shard_index: int = 0
     shard_count: int = 1
+    # --- overlap (chapter 3) -------------------------------------------------
+    refine_threshold: float = 0.2  # coarse threshold of the sets Knowledge Neurons refining starts from (Dai et al.: 0.2)
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -95,8 +97,9 @@ class StudyParams:
             bad("ig_rule", "use right (k = 1..m) or left (k = 0..m-1)")
         if not 0.0 < self.store_threshold <= self.coarse_threshold:
             bad("store_threshold", "must be > 0 and not above coarse_threshold")
-        if not 0.0 < self.coarse_threshold < 1.0:
-            bad("coarse_threshold", "must lie strictly between 0 and 1")
+        for key in ("coarse_threshold", "refine_threshold"):
+            if not self.store_threshold <= getattr(self, key) < 1.0:
+                bad(key, f"must lie in [store_threshold={self.store_threshold}, 1)")
         if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
             bad("shard_index", f"must lie in 0..shard_count-1 (shard_count={self.shard_count})")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .params import load_params, project_root
 
-CHAPTERS = ("01_data_adaptation",)
+CHAPTERS = ("01_data_adaptation", "02_attribution", "03_overlap")
 
 
 def _select(chapters) -> list[str]:
@@ -47,8 +47,9 @@ def execute_chapters(params_file: str | Path, chapters=None, *, book_root: str |
 
     params_file = Path(params_file)
     params = load_params(params_file)  # rejects unknown keys and bad values before anything runs
-    resolve_data_dir(params.data_dir or None)  # missing data fails here, not inside a notebook
     selected = _select(chapters)
+    if CHAPTERS[0] in selected:
+        resolve_data_dir(params.data_dir or None)  # missing data fails here, not inside a notebook
     root = Path(book_root) if book_root else project_root()
     out_dir = root / "book" / "runs" / params.resolved_run_dir().name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@ API
     .write_json(name, obj) / .read_json(name, chapter=...)
     .record_params(params, chapter)       params.json: later chapters refuse a run made with other data settings
     .check_params(params)
+    AttributionStore(folder, ...)         sparse IG scores in atomic parts: resumable, shardable
+    merge_attribution_stores(sources, target)
     atomic_write_bytes(path, data)
     MissingArtifact
 """
@@ -105,3 +107,182 @@ class RunFolder:
             lines = ", ".join(f"{k}: run has {a!r}, parameters say {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"{self.path} was made with other data settings ({lines}); re-run chapter 1 "
                              f"or choose another run_dir")
+
+
+# --- attribution store -------------------------------------------------------------------------------------------
+class AttributionStore:
+    """Integrated-gradients scores of many prompts, kept sparse, written in atomic parts, resumable and shardable.
+
+    Folder layout: ``manifest.json`` (what every row was computed with) and ``part-*.parquet`` files, each a batch of
+    finished prompts. A row keeps every neuron scoring above ``threshold`` x the prompt's maximum (so coarse sets can be
+    re-drawn for any t >= threshold without recomputing), the maximum itself, the per-layer sums of *all* scores, and the
+    per-layer P(w_bar) and P(0) for the completeness check. A killed run loses at most the part being filled; a new run
+    skips every key already written. A shard (index, count) takes the prompts whose key hash falls to it, and writes parts
+    named after it, so shard folders merge by copying their parts together.
+    """
+
+    PART_COLUMNS = ("key", "prompt", "target_id", "max_score", "neuron_ids", "neuron_scores", "layer_sums",
+                    "p_full", "p_zero")
+
+    def __init__(self, folder: str | Path, *, identity: str, steps: int, rule: str, dtype: str, threshold: float,
+                 n_layers: int, n_neurons: int):
+        self.folder = Path(folder)
+        self.manifest = {"model_identity": identity, "steps": steps, "rule": rule, "dtype": dtype,
+                         "threshold": threshold, "n_layers": n_layers, "n_neurons": n_neurons}
+        path = self.folder / "manifest.json"
+        if path.is_file():
+            existing = json.loads(path.read_text())
+            if existing != self.manifest:
+                diff = {k: (existing.get(k), v) for k, v in self.manifest.items() if existing.get(k) != v}
+                raise ValueError(f"{self.folder} holds scores computed with other settings {diff} (stored, now): "
+                                 f"use another folder or delete it")
+        else:
+            atomic_write_bytes(path, json.dumps(self.manifest, indent=2, sort_keys=True).encode())
+
+    @classmethod
+    def open(cls, folder) -> "AttributionStore":
+        """An existing store, with the settings its manifest records."""
+        path = Path(folder) / "manifest.json"
+        if not path.is_file():
+            raise MissingArtifact(f"{path} does not exist: run chapter 2 (02_attribution) for this model first")
+        m = json.loads(path.read_text())
+        return cls(folder, identity=m["model_identity"], steps=m["steps"], rule=m["rule"], dtype=m["dtype"],
+                   threshold=m["threshold"], n_layers=m["n_layers"], n_neurons=m["n_neurons"])
+
+    @classmethod
+    def for_model(cls, folder, loaded, params: StudyParams) -> "AttributionStore":
+        return cls(folder, identity=loaded.identity, steps=params.ig_steps, rule=params.ig_rule,
+                   dtype=params.ig_dtype, threshold=params.store_threshold, n_layers=loaded.adapter.n_layers,
+                   n_neurons=loaded.adapter.n_neurons)
+
+    def key(self, prompt: str, target_id: int) -> str:
+        import hashlib
+
+        m = self.manifest
+        text = f"{m['model_identity']}\x1f{prompt}\x1f{int(target_id)}\x1f{m['steps']}\x1f{m['rule']}\x1f{m['dtype']}"
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    @staticmethod
+    def shard_of(key: str, shard_count: int) -> int:
+        return int(key, 16) % shard_count
+
+    def parts(self) -> list[Path]:
+        return sorted(self.folder.glob("part-*.parquet"))
+
+    def read(self, columns=None) -> pd.DataFrame:
+        """Every stored row (one per key), parts in name order."""
+        parts = self.parts()
+        if not parts:
+            return pd.DataFrame(columns=list(columns or self.PART_COLUMNS))
+        table = pd.concat([pd.read_parquet(p, columns=columns) for p in parts], ignore_index=True)
+        return table.drop_duplicates("key", keep="first").reset_index(drop=True) if "key" in table else table
+
+    def coarse_sets(self, t: float, table: pd.DataFrame | None = None) -> dict[str, frozenset]:
+        """key -> coarse set (flat neuron ids scoring above t x the prompt's max), for any t >= the stored threshold."""
+        from .neurons import coarse_set_sparse
+
+        if t < self.manifest["threshold"]:
+            raise ValueError(f"t={t} is below the stored threshold {self.manifest['threshold']}: recompute to go lower")
+        table = self.read() if table is None else table
+        return {row.key: coarse_set_sparse(row.neuron_ids, row.neuron_scores, row.max_score, t)
+                for row in table.itertuples()}
+
+    def completeness(self, table: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Per layer: mean sum of scores against mean P(w_bar) - P(0), and the mean absolute gap between them."""
+        import numpy as np
+
+        table = self.read() if table is None else table
+        sums = np.stack(table["layer_sums"].to_numpy())
+        delta = np.stack(table["p_full"].to_numpy()) - np.stack(table["p_zero"].to_numpy())
+        return pd.DataFrame({"sum_of_scores": sums.mean(0), "p_full_minus_p_zero": delta.mean(0),
+                             "mean_abs_gap": np.abs(sums - delta).mean(0)}).rename_axis("layer")
+
+    def done_keys(self) -> set[str]:
+        return set(self.read(columns=["key"])["key"]) if self.parts() else set()
+
+    def _write_part(self, rows: list[dict], shard_index: int, shard_count: int) -> Path:
+        import uuid
+
+        name = f"part-s{shard_index:03d}of{shard_count:03d}-{uuid.uuid4().hex[:12]}.parquet"
+        path = self.folder / name
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            pd.DataFrame(rows, columns=list(self.PART_COLUMNS)).to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def compute(self, loaded, prompts, input_ids, target_ids, *, shard_index: int = 0, shard_count: int = 1,
+                batch_size: int = 1, flush_every: int = 16, progress: bool = False, on_flush=None) -> dict:
+        """Score every prompt of this shard that is not stored yet.
+
+        prompts: [prompt] texts (with target_ids, they key the rows); input_ids: list of [seq] LongTensors;
+        target_ids: [prompt] ints. Parts are flushed every ``flush_every`` prompts. Returns counts and seconds."""
+        import time
+
+        import numpy as np
+        import torch
+        from tqdm.auto import tqdm
+
+        from .attribution import integrated_gradients
+
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.manifest["dtype"]]
+        keys = [self.key(p, t) for p, t in zip(prompts, target_ids)]
+        done = self.done_keys()
+        todo, seen = [], set()
+        for i, k in enumerate(keys):
+            if self.shard_of(k, shard_count) == shard_index and k not in done and k not in seen:
+                todo.append(i)
+                seen.add(k)
+        started, rows = time.perf_counter(), []
+        threshold = self.manifest["threshold"]
+        bar = tqdm(total=len(todo), desc="attribution", unit="prompt", disable=not progress)
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            result = integrated_gradients(loaded, [input_ids[i] for i in batch], [int(target_ids[i]) for i in batch],
+                                          steps=self.manifest["steps"], rule=self.manifest["rule"], dtype=dtype)
+            for j, i in enumerate(batch):
+                scores = result.scores[j].float()
+                flat = scores.reshape(-1)
+                max_score = float(flat.max())
+                kept = torch.nonzero(flat > threshold * max_score).reshape(-1) if max_score > 0 else flat.new_zeros(0).long()
+                rows.append({"key": keys[i], "prompt": prompts[i], "target_id": int(target_ids[i]),
+                             "max_score": max_score,
+                             "neuron_ids": kept.numpy().astype(np.int32),
+                             "neuron_scores": flat[kept].numpy().astype(np.float32),
+                             "layer_sums": scores.sum(-1).numpy().astype(np.float32),
+                             "p_full": result.p_full[j].float().numpy(), "p_zero": result.p_zero[j].float().numpy()})
+            bar.update(len(batch))
+            if len(rows) >= flush_every:
+                self._write_part(rows, shard_index, shard_count)
+                rows = []
+                if on_flush is not None:
+                    on_flush()
+        if rows:
+            self._write_part(rows, shard_index, shard_count)
+        bar.close()
+        return {"computed": len(todo), "already_stored": len(done & set(keys)), "seconds": time.perf_counter() - started}
+
+
+def merge_attribution_stores(sources, target: str | Path) -> Path:
+    """Copy every part of the shard folders ``sources`` into ``target``; their manifests must agree."""
+    import shutil
+
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    manifests = {json.dumps(json.loads((Path(s) / "manifest.json").read_text()), sort_keys=True) for s in sources}
+    if len(manifests) != 1:
+        raise ValueError(f"shard folders {list(map(str, sources))} were computed with different settings")
+    manifest = manifests.pop()
+    existing = target / "manifest.json"
+    if existing.is_file() and json.dumps(json.loads(existing.read_text()), sort_keys=True) != manifest:
+        raise ValueError(f"{target} holds scores computed with other settings")
+    atomic_write_bytes(existing, manifest.encode())
+    for source in sources:
+        for part in sorted(Path(source).glob("part-*.parquet")):
+            if not (target / part.name).exists():
+                shutil.copy2(part, target / part.name)
+    return target
