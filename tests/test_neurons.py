@@ -366,3 +366,17 @@ def test_pair_jaccards_and_union_ratios_by_hand():
     # union {1..5}: 3/5, 4/5, 0/5
     np.testing.assert_allclose(union_ratios([a, b, c]), [0.6, 0.8, 0.0])
     assert union_ratios([c, c]).size == 0
+
+
+def test_cross_fact_jaccards_never_pairs_a_fact_with_itself():
+    from kn.neurons import cross_fact_jaccards
+
+    same = frozenset({1, 2})
+    # Every fact has identical sets within itself, and facts of relation r share nothing with those of relation q.
+    fact_sets = {"a": [same, same], "b": [same, same], "c": [frozenset({7}), frozenset({7})]}
+    out = cross_fact_jaccards(fact_sets, {"a": "r", "b": "r", "c": "q"}, n_pairs=300, seed=1)
+    assert len(out["same_relation"]) + len(out["other_relation"]) == 300
+    assert set(out["same_relation"]) == {1.0}  # a-b pairs only
+    assert set(out["other_relation"]) == {0.0}
+    again = cross_fact_jaccards(fact_sets, {"a": "r", "b": "r", "c": "q"}, n_pairs=300, seed=1)
+    assert np.array_equal(again["same_relation"], out["same_relation"])

@@ -15,6 +15,7 @@ API
     pair_intersections(refined, relation_of, n_pairs=10_000, seed=0) -> dict   # mean |A & B| intra/inter relation
     layer_histogram(sets, n_neurons, n_layers) -> ndarray [L]
     pair_jaccards(sets) -> ndarray [pairs];  union_ratios(sets) -> ndarray [prompts]   # Fig. 1 distributions
+    cross_fact_jaccards(fact_sets, relation_of, n_pairs, seed) -> {"same_relation", "other_relation": ndarray}
 """
 
 from __future__ import annotations
@@ -453,3 +454,29 @@ def union_ratios(sets: Sequence[frozenset]) -> np.ndarray:
     if not union:
         return np.zeros(0)
     return np.asarray([len(s) / len(union) for s in sets], dtype=np.float64)
+
+
+def cross_fact_jaccards(fact_sets: Mapping[Hashable, Sequence[frozenset]], relation_of: Mapping[Hashable, str], *,
+                        n_pairs: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Jaccard of prompt sets from two *different* facts: the control for within-fact overlap.
+
+    Draws ``n_pairs`` pairs (with replacement, seeded) of (fact, prompt) entries whose facts differ, split by whether
+    the two facts share a relation. If a method gives the same set whatever the fact, these approach the within-fact
+    values. Pairs of two empty sets are skipped. Returns {"same_relation": [k1], "other_relation": [k2]}."""
+    entries = [(fact, s) for fact, sets in fact_sets.items() for s in sets]
+    out: dict[str, list] = {"same_relation": [], "other_relation": []}
+    if len({f for f, _ in entries}) < 2:
+        return {k: np.zeros(0) for k in out}
+    rng = np.random.default_rng(seed)
+    drawn = 0
+    while drawn < n_pairs:
+        i, j = rng.integers(len(entries), size=2)
+        (fa, a), (fb, b) = entries[i], entries[j]
+        if fa == fb:
+            continue
+        drawn += 1
+        union = len(a | b)
+        if union:
+            kind = "same_relation" if relation_of[fa] == relation_of[fb] else "other_relation"
+            out[kind].append(len(a & b) / union)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}

@@ -52,6 +52,13 @@ class StudyParams:
     shard_count: int = 1
     # --- overlap (chapter 3) -------------------------------------------------
     refine_threshold: float = 0.2  # coarse threshold of the sets Knowledge Neurons refining starts from (Dai et al.: 0.2)
+    # --- LAND (chapter 4) -----------------------------------------------------
+    land_rank: int = 64  # R
+    land_epochs: int = 3
+    land_batch_size: int = 8
+    land_lr: float = 1e-4
+    land_threshold: float = 1.0  # P, on the target's scale (how many of a fact's 10 coarse sets hold the neuron)
+    land_counterexamples: int = 2  # other facts of the same relation whose same-template prompts are counter-examples
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -100,6 +107,13 @@ class StudyParams:
         for key in ("coarse_threshold", "refine_threshold"):
             if not self.store_threshold <= getattr(self, key) < 1.0:
                 bad(key, f"must lie in [store_threshold={self.store_threshold}, 1)")
+        for key in ("land_rank", "land_epochs", "land_batch_size"):
+            if getattr(self, key) < 1:
+                bad(key, "must be at least 1")
+        if not self.land_lr > 0:
+            bad("land_lr", "must be positive")
+        if self.land_counterexamples < 0:
+            bad("land_counterexamples", "must be 0 or more")
         if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
             bad("shard_index", f"must lie in 0..shard_count-1 (shard_count={self.shard_count})")
 

@@ -1,0 +1,448 @@
+"""kn.land: LAND (Wu et al. 2025, "Lightweight Associated Neuron Detector").
+
+LAND maps ONE prompt's coarse neuron set to the set its fact's paraphrases share. Sets are frozensets of flat ids
+``layer * H + index`` (kn.neurons); the model sees them as 0/1 tensors [L, H] and outputs scores [L, H]; the LAND
+set is the neurons scoring above the threshold P.
+
+API
+    LandHyperParams(rank, epochs, batch_size, lr, threshold, counterexamples, seed);  .from_params(StudyParams)
+    LandDetector(L, H, R, *, generator=None)        per-layer bilinear low rank: x [B, L, H] -> [B, L, H]
+    parameter_count(L, H, R) -> int                  L * 2 * H * R
+    draw_counterexamples(prompts, n, seed) -> {fact: [other facts]}   same split and relation, other object first
+    counter_sets_for(prompts, counterexamples, coarse_by_key) -> {fact: [coarse sets of counter-example prompts]}
+    fact_sets_for(prompts, coarse_by_key) -> {fact: [coarse sets of its prompts]}
+    build_targets(fact_sets, counter_sets) -> {fact: (ids int64 [k], counts float32 [k])}   sparse targets
+    train_land(pairs, targets, L, H, hp, *, device, progress) -> (LandDetector, per-step losses)
+    land_sets(model, sets, threshold, *, batch_size, device) -> [frozenset]   inference
+    top_k_constant_set(targets, k) -> frozenset      control baseline: one fixed set for every prompt
+    save_land(model, folder, hp, meta) / load_land(folder, L, H) -> (LandDetector, hp, meta)   safetensors + json
+
+Nothing is pickled; sets stay sparse until a batch is densified on the training device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import zlib
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+__all__ = [
+    "LandHyperParams",
+    "LandDetector",
+    "parameter_count",
+    "draw_counterexamples",
+    "counter_sets_for",
+    "fact_sets_for",
+    "build_targets",
+    "train_land",
+    "land_sets",
+    "top_k_constant_set",
+    "save_land",
+    "load_land",
+    "WEIGHTS_FILE",
+    "CONFIG_FILE",
+]
+
+WEIGHTS_FILE = "land.safetensors"
+CONFIG_FILE = "land.json"
+_TRAIN_HINT = "train LAND first: run chapter 04 (make chapter CHAPTER=04) for this model"
+
+
+# --------------------------------------------------------------------------- hyper-parameters
+
+
+@dataclass(frozen=True)
+class LandHyperParams:
+    rank: int = 64  # R
+    epochs: int = 3
+    batch_size: int = 8
+    lr: float = 1e-4  # Adam
+    threshold: float = 1.0  # P, on the target's scale (number of a fact's coarse sets holding the neuron)
+    counterexamples: int = 2  # other facts per fact whose same-template prompts are counter-examples (0: none)
+    seed: int = 0
+
+    def __post_init__(self):
+        for key in ("rank", "epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"LandHyperParams.{key}={getattr(self, key)!r}: must be at least 1")
+        if not self.lr > 0:
+            raise ValueError(f"LandHyperParams.lr={self.lr!r}: must be positive")
+        if self.counterexamples < 0:
+            raise ValueError(f"LandHyperParams.counterexamples={self.counterexamples!r}: must be 0 or more")
+
+    @classmethod
+    def from_params(cls, p) -> "LandHyperParams":
+        """From a kn.params.StudyParams (keys land_rank, land_epochs, land_batch_size, land_lr, land_threshold,
+        land_counterexamples, seed)."""
+        return cls(rank=int(p.land_rank), epochs=int(p.land_epochs), batch_size=int(p.land_batch_size),
+                   lr=float(p.land_lr), threshold=float(p.land_threshold),
+                   counterexamples=int(p.land_counterexamples), seed=int(p.seed))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def parameter_count(n_layers: int, n_neurons: int, rank: int) -> int:
+    """Number of LAND parameters: per layer an encoder H x R and a decoder R x H, no bias: ``L * 2 * H * R``."""
+    return int(n_layers) * 2 * int(n_neurons) * int(rank)
+
+
+class LandDetector(nn.Module):
+    """Per-layer bilinear low-rank map, no bias, no nonlinearity, no sharing across layers.
+
+    ``encoder`` [L, H, R], ``decoder`` [L, R, H]; ``forward(x)[b, l] = x[b, l] @ encoder[l] @ decoder[l]``.
+
+    Initialisation (drawn on the CPU from ``generator`` when given, so a seed fixes it on any device):
+    encoder ~ N(0, 1/H), decoder ~ N(0, 1/R) (std 1/sqrt(H) and 1/sqrt(R)), so that a random input's
+    code and output keep a scale independent of H and R.
+    """
+
+    def __init__(self, n_layers: int, n_neurons: int, rank: int, *, generator: torch.Generator | None = None):
+        super().__init__()
+        if min(n_layers, n_neurons, rank) < 1:
+            raise ValueError(f"LandDetector: n_layers={n_layers}, n_neurons={n_neurons}, rank={rank} must all be >= 1")
+        self.n_layers, self.n_neurons, self.rank = int(n_layers), int(n_neurons), int(rank)
+        L, H, R = self.n_layers, self.n_neurons, self.rank
+        enc = torch.randn(L, H, R, generator=generator, dtype=torch.float32) / math.sqrt(H)
+        dec = torch.randn(L, R, H, generator=generator, dtype=torch.float32) / math.sqrt(R)
+        self.encoder = nn.Parameter(enc)
+        self.decoder = nn.Parameter(dec)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, H] (a 0/1 coarse set per row) -> scores [B, L, H]."""
+        if x.dim() != 3 or x.shape[1:] != (self.n_layers, self.n_neurons):
+            raise ValueError(f"LandDetector expects [B, {self.n_layers}, {self.n_neurons}], got {list(x.shape)}")
+        xl = x.to(self.encoder.dtype).transpose(0, 1)  # [L, B, H]
+        code = torch.bmm(xl, self.encoder)  # [L, B, R]
+        return torch.bmm(code, self.decoder).transpose(0, 1)  # [B, L, H]
+
+    def extra_repr(self) -> str:
+        return f"n_layers={self.n_layers}, n_neurons={self.n_neurons}, rank={self.rank}"
+
+
+# --------------------------------------------------------------------------- counter-examples and targets
+
+
+def draw_counterexamples(prompts: pd.DataFrame, n: int, seed: int) -> dict:
+    """For each fact, ``n`` other facts whose prompts serve as its counter-examples.
+
+    prompts: one row per prompt (or per fact) with at least columns fact_id, relation, object, split.
+    Candidates are the other facts of the SAME relation in the SAME split (train facts never borrow test facts'
+    prompts, and vice versa). Facts with a different object are preferred: up to ``n`` are drawn from them without
+    replacement; if there are fewer than ``n``, the rest come from same-object facts. Each fact's draw uses its own
+    numpy stream seeded by (seed, crc32(str(fact_id))), so it does not depend on which other relations are present.
+    Returns {fact_id: [fact_id, ...]} (possibly shorter than n for small relations; all empty when n == 0).
+    """
+    if n < 0:
+        raise ValueError(f"draw_counterexamples: n={n} must be 0 or more")
+    missing = {"fact_id", "relation", "object", "split"} - set(prompts.columns)
+    if missing:
+        raise ValueError(f"draw_counterexamples: prompts lack column(s) {sorted(missing)}")
+    facts = prompts.drop_duplicates("fact_id")[["fact_id", "relation", "object", "split"]]
+    out: dict = {}
+    for _, group in facts.groupby(["split", "relation"], sort=True):
+        ids = list(group["fact_id"])
+        objects = dict(zip(ids, group["object"]))
+        order = sorted(ids, key=str)
+        for fact in order:
+            if n == 0:
+                out[fact] = []
+                continue
+            other = [g for g in order if g != fact and objects[g] != objects[fact]]
+            same = [g for g in order if g != fact and objects[g] == objects[fact]]
+            rng = np.random.default_rng([int(seed), zlib.crc32(str(fact).encode())])
+            pick = [other[i] for i in rng.permutation(len(other))[:n]]
+            if len(pick) < n:
+                pick += [same[i] for i in rng.permutation(len(same))[: n - len(pick)]]
+            out[fact] = pick
+    return out
+
+
+def _prompt_index(prompts: pd.DataFrame) -> dict:
+    missing = {"fact_id", "template_position", "key"} - set(prompts.columns)
+    if missing:
+        raise ValueError(f"prompts lack column(s) {sorted(missing)}")
+    return {(f, int(t)): k for f, t, k in zip(prompts["fact_id"], prompts["template_position"], prompts["key"])}
+
+
+def fact_sets_for(prompts: pd.DataFrame, coarse_by_key: Mapping) -> dict:
+    """{fact_id: [coarse set of each of its prompts, by template_position]}; prompts without a coarse set are
+    skipped. prompts: columns fact_id, template_position, key; coarse_by_key: key -> frozenset."""
+    index = _prompt_index(prompts)
+    out: dict = {}
+    for (fact, position) in sorted(index, key=lambda ft: (str(ft[0]), ft[1])):
+        key = index[(fact, position)]
+        if key in coarse_by_key:
+            out.setdefault(fact, []).append(frozenset(coarse_by_key[key]))
+    return out
+
+
+def counter_sets_for(prompts: pd.DataFrame, counterexamples: Mapping, coarse_by_key: Mapping) -> dict:
+    """{fact_id: [coarse sets of its counter-example prompts]}.
+
+    For each prompt of fact f (template_position t) and each fact g in counterexamples[f], the prompt of g with the
+    same template_position t (same sentence form, other knowledge). prompts: columns fact_id, template_position,
+    key; coarse_by_key: key -> frozenset; prompts without a coarse set are skipped."""
+    index = _prompt_index(prompts)
+    positions: dict = {}
+    for fact, position in index:
+        positions.setdefault(fact, []).append(position)
+    out: dict = {}
+    for fact in positions:
+        sets = []
+        for position in sorted(positions[fact]):
+            for other in counterexamples.get(fact, ()):
+                key = index.get((other, position))
+                if key is not None and key in coarse_by_key:
+                    sets.append(frozenset(coarse_by_key[key]))
+        out[fact] = sets
+    return out
+
+
+def build_targets(fact_sets: Mapping, counter_sets: Mapping) -> dict:
+    """Sparse LAND targets.
+
+    fact_sets: {fact_id: [coarse set of each prompt]}; counter_sets: {fact_id: [counter-example coarse sets]}
+    (a fact absent from it has nothing removed). For each neuron the target is the number of the fact's coarse sets
+    holding it, then 0 for every neuron in any of the fact's counter-example sets.
+    Returns {fact_id: (ids int64 [k] ascending, counts float32 [k])}, zeros not stored.
+    """
+    out = {}
+    for fact, sets in fact_sets.items():
+        counts = Counter()
+        for s in sets:
+            counts.update(s)
+        removed = set().union(*counter_sets.get(fact, ()))
+        ids = np.array(sorted(i for i in counts if i not in removed), dtype=np.int64)
+        values = np.array([counts[int(i)] for i in ids], dtype=np.float32)
+        out[fact] = (ids, values)
+    return out
+
+
+def top_k_constant_set(targets: Mapping, k: int) -> frozenset:
+    """The control baseline: the ``k`` neurons with the largest sum of target counts over ``targets`` (the training
+    facts), ties broken by the smaller id; neurons with a zero sum are never picked, so the set may hold fewer than
+    k. The same set is then used for every prompt."""
+    if k < 0:
+        raise ValueError(f"top_k_constant_set: k={k} must be 0 or more")
+    if not targets or k == 0:
+        return frozenset()
+    ids = np.concatenate([np.asarray(t[0], dtype=np.int64) for t in targets.values()])
+    counts = np.concatenate([np.asarray(t[1], dtype=np.float64) for t in targets.values()])
+    if ids.size == 0:
+        return frozenset()
+    unique, inverse = np.unique(ids, return_inverse=True)
+    sums = np.bincount(inverse, weights=counts, minlength=unique.size)
+    order = np.lexsort((unique, -sums))  # by -sum, then id
+    order = order[sums[order] > 0][:k]
+    return frozenset(int(i) for i in unique[order])
+
+
+# --------------------------------------------------------------------------- training and inference
+
+
+class _Csr:
+    """Ragged int64 ids (and optional float32 values) in one flat array with offsets."""
+
+    def __init__(self, rows: Sequence, values: Sequence | None = None):
+        arrays = [np.asarray(sorted(r) if isinstance(r, (set, frozenset)) else r, dtype=np.int64) for r in rows]
+        lengths = np.array([a.size for a in arrays], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.ids = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+        self.values = (np.concatenate([np.asarray(v, dtype=np.float32) for v in values]) if values is not None
+                       and len(values) else None)
+
+    def gather(self, rows: np.ndarray):
+        """(row positions in the batch, flat ids, values or None) of the rows ``rows``."""
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        lengths = ends - starts
+        batch_rows = np.repeat(np.arange(rows.size, dtype=np.int64), lengths)
+        take = (np.concatenate([np.arange(s, e, dtype=np.int64) for s, e in zip(starts, ends)])
+                if rows.size else np.zeros(0, np.int64))
+        return batch_rows, self.ids[take], (self.values[take] if self.values is not None else None)
+
+
+def _dense(batch_rows, ids, values, n_rows: int, n_layers: int, n_neurons: int, device) -> torch.Tensor:
+    """[n_rows, L, H] float32 on ``device``: 1 (or the value) at each (row, flat id), 0 elsewhere."""
+    out = torch.zeros(n_rows, n_layers * n_neurons, dtype=torch.float32, device=device)
+    if ids.size:
+        r = torch.from_numpy(batch_rows).to(device)
+        c = torch.from_numpy(ids).to(device)
+        v = torch.from_numpy(values).to(device) if values is not None else torch.ones(ids.size, device=device)
+        out[r, c] = v
+    return out.view(n_rows, n_layers, n_neurons)
+
+
+def _check_ids(csr: _Csr, n_total: int, what: str) -> None:
+    if csr.ids.size and (csr.ids.min() < 0 or csr.ids.max() >= n_total):
+        bad = int(csr.ids.max() if csr.ids.max() >= n_total else csr.ids.min())
+        raise ValueError(f"{what}: neuron id {bad} outside [0, L*H={n_total})")
+
+
+def train_land(pairs: Sequence, targets: Mapping, n_layers: int, n_neurons: int, hp: LandHyperParams, *,
+               device="cpu", progress: bool = False):
+    """Train LAND on (prompt coarse set -> fact target) pairs.
+
+    pairs: [(frozenset of flat ids (one prompt's coarse set), fact_id)], the training prompts only.
+    targets: {fact_id: (ids [k], counts [k])} from :func:`build_targets`.
+    n_layers, n_neurons: L, H. hp: rank, epochs, batch_size, lr, seed.
+    Loss: MSE between the output [B, L, H] and the dense target [B, L, H], mean over all elements; Adam.
+    Determinism: one CPU torch.Generator seeded with hp.seed draws the initial weights, then each epoch's shuffle;
+    batches are densified from sparse ids on ``device``. The last batch of an epoch may be smaller.
+    Returns (model in eval mode on ``device``, per-step losses [epochs * ceil(len(pairs) / batch_size)]).
+    """
+    if not pairs:
+        raise ValueError("train_land: no training pairs")
+    missing = [f for _, f in pairs if f not in targets]
+    if missing:
+        raise KeyError(f"train_land: {len(missing)} pair(s) name facts without a target, e.g. {missing[0]!r}")
+    L, H = int(n_layers), int(n_neurons)
+    device = torch.device(device)
+    fact_ids = list(targets)
+    fact_row = {f: i for i, f in enumerate(fact_ids)}
+    inputs = _Csr([s for s, _ in pairs])
+    tgt = _Csr([targets[f][0] for f in fact_ids], [targets[f][1] for f in fact_ids])
+    _check_ids(inputs, L * H, "train_land input sets")
+    _check_ids(tgt, L * H, "train_land targets")
+    pair_fact = np.array([fact_row[f] for _, f in pairs], dtype=np.int64)
+
+    generator = torch.Generator().manual_seed(int(hp.seed))
+    model = LandDetector(L, H, hp.rank, generator=generator).to(device)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=hp.lr)
+    n, bs = len(pairs), int(hp.batch_size)
+    steps_per_epoch = (n + bs - 1) // bs
+    losses = torch.zeros(hp.epochs * steps_per_epoch, dtype=torch.float32, device=device)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=hp.epochs * steps_per_epoch, desc="LAND", unit="step")
+    step = 0
+    for _ in range(hp.epochs):
+        order = torch.randperm(n, generator=generator).numpy()
+        for start in range(0, n, bs):
+            rows = order[start:start + bs]
+            x = _dense(*inputs.gather(rows), rows.size, L, H, device)
+            y = _dense(*tgt.gather(pair_fact[rows]), rows.size, L, H, device)
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses[step] = loss.detach()  # no host sync per step
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                if step % 200 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.4g}")
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return model, losses.cpu().tolist()
+
+
+@torch.no_grad()
+def land_sets(model: LandDetector, sets: Sequence, threshold: float, *, batch_size: int = 64,
+              device=None) -> list:
+    """LAND sets of coarse sets: [frozenset of flat ids] -> [frozenset {ids whose output score > threshold}].
+
+    Inputs are densified ``batch_size`` at a time into [B, L, H] on ``device`` (default: the model's device)."""
+    if device is None:
+        device = model.encoder.device
+    L, H = model.n_layers, model.n_neurons
+    csr = _Csr(list(sets))
+    _check_ids(csr, L * H, "land_sets input sets")
+    out = []
+    for start in range(0, len(sets), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(sets)), dtype=np.int64)
+        x = _dense(*csr.gather(rows), rows.size, L, H, device)
+        scores = model(x.to(model.encoder.device)).reshape(rows.size, L * H)
+        hit_rows, hit_ids = (scores > threshold).nonzero(as_tuple=True)
+        hit_rows, hit_ids = hit_rows.cpu().numpy(), hit_ids.cpu().numpy()
+        bounds = np.searchsorted(hit_rows, np.arange(rows.size + 1))
+        out.extend(frozenset(hit_ids[bounds[i]:bounds[i + 1]].tolist()) for i in range(rows.size))
+    return out
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def _atomic_path_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_land(model: LandDetector, folder, hp: LandHyperParams, meta: dict | None = None) -> Path:
+    """Write ``folder/land.safetensors`` (encoder [L, H, R], decoder [L, R, H]) and ``folder/land.json``
+    ({n_layers, n_neurons, rank, hp, meta}; meta must be JSON-serialisable), each atomically. Returns folder."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"encoder": model.encoder.detach().cpu().contiguous(),
+               "decoder": model.decoder.detach().cpu().contiguous()}
+    config = {"n_layers": model.n_layers, "n_neurons": model.n_neurons, "rank": model.rank,
+              "hp": hp.as_dict(), "meta": dict(meta or {})}
+    text = json.dumps(config, indent=2, sort_keys=True)
+    _atomic_path_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    _atomic_path_write(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return folder
+
+
+def load_land(folder, n_layers: int, n_neurons: int, *, device="cpu"):
+    """Read a LAND model written by :func:`save_land` for a model with ``n_layers`` x ``n_neurons`` neurons.
+
+    Raises FileNotFoundError (saying what to run) when the folder or a file is missing, and ValueError naming the
+    file and both (L, H) shapes when the stored model belongs to another architecture.
+    Returns (LandDetector on ``device`` in eval mode, LandHyperParams, meta dict)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: {_TRAIN_HINT}")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    stored = (int(config["n_layers"]), int(config["n_neurons"]))
+    wanted = (int(n_layers), int(n_neurons))
+    if stored != wanted:
+        raise ValueError(f"{config_path}: LAND was trained for (L, H) = {stored}, but this model has (L, H) = "
+                         f"{wanted}; {_TRAIN_HINT}")
+    rank = int(config["rank"])
+    tensors = load_file(str(weights_path))
+    expected = {"encoder": (stored[0], stored[1], rank), "decoder": (stored[0], rank, stored[1])}
+    for name, shape in expected.items():
+        if name not in tensors or tuple(tensors[name].shape) != shape:
+            got = tuple(tensors[name].shape) if name in tensors else "missing"
+            raise ValueError(f"{weights_path}: tensor {name!r} has shape {got}, expected {shape} from {config_path}")
+    model = LandDetector(stored[0], stored[1], rank, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.encoder.copy_(tensors["encoder"])
+        model.decoder.copy_(tensors["decoder"])
+    model = model.to(device).eval()
+    return model, LandHyperParams(**config["hp"]), config.get("meta", {})
