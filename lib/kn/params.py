@@ -59,6 +59,16 @@ class StudyParams:
     land_lr: float = 1e-4
     land_threshold: float = 1.0  # P, on the target's scale (how many of a fact's 10 coarse sets hold the neuron)
     land_counterexamples: int = 2  # other facts of the same relation whose same-template prompts are counter-examples
+    # --- amplification and editing (chapters 5, 6) ------------------------------
+    unrelated_pairing: str = "other_relation"  # Unrelated tests on a fact of: other_relation | same_relation | any
+    amplify_factor: float = 2.0
+    suppress_factor: float = 0.0
+    bootstrap_samples: int = 1000
+    edit_lambda1: float = 2.0  # weight of the old answer's embedding removed from each value vector
+    edit_lambda2: float = 2.0  # weight of the new answer's embedding added
+    edit_scaled: bool = False  # Dai et al.'s code: lambdas times ||v|| / ||e||
+    ppl_statements: int = 20  # statements ("prompt answer") per group for perplexity
+    erase_top_k: int = 10  # a relation's most common refined neurons zeroed when erasing it
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -114,6 +124,14 @@ class StudyParams:
             bad("land_lr", "must be positive")
         if self.land_counterexamples < 0:
             bad("land_counterexamples", "must be 0 or more")
+        if self.unrelated_pairing not in ("other_relation", "same_relation", "any"):
+            bad("unrelated_pairing", "use other_relation, same_relation or any")
+        if self.amplify_factor < 0 or self.suppress_factor < 0:
+            bad("amplify_factor", "factors must be >= 0")
+        if self.ppl_statements < 1 or self.erase_top_k < 1:
+            bad("ppl_statements", "ppl_statements and erase_top_k must be at least 1")
+        if self.bootstrap_samples < 100:
+            bad("bootstrap_samples", "use at least 100")
         if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
             bad("shard_index", f"must lie in 0..shard_count-1 (shard_count={self.shard_count})")
 

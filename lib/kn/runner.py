@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .params import load_params, project_root
 
-CHAPTERS = ("01_data_adaptation", "02_attribution", "03_overlap", "04_land")
+CHAPTERS = ("01_data_adaptation", "02_attribution", "03_overlap", "04_land", "05_amplification", "06_editing")
 
 
 def _select(chapters) -> list[str]:
