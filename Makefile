@@ -8,7 +8,7 @@ CHAPTER ?=
 KN_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 export KN_DATA_DIR
 
-.PHONY: setup test book run chapter bench clean-runs
+.PHONY: setup browser test book run chapter bench clean-runs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# Headless Chromium for the browser test (Debian's package); installed here when running as root.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || { echo "install Debian's chromium package for the browser test"; exit 1; }
+
 setup: $(VENV)/.installed
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 book: setup

@@ -39,6 +39,30 @@ def test_chapter_1_records_the_adapted_data(smoke_run):
     assert "01_data_adaptation" in timings
 
 
+def test_later_chapters_record_their_values(smoke_run):
+    _, run, timings = smoke_run
+    assert set(timings) == set(runner.CHAPTERS)
+    attribution = run.read_json("attribution_summary")
+    assert attribution["stored"] == attribution["prompts"] == 100
+    # IG completeness with m = 20: the per-layer sums track P(w) - P(0) to a small fraction of its size
+    assert attribution["completeness_mean_abs_gap"] < 0.25 * attribution["completeness_mean_delta"]
+    overlap = run.read_json("overlap_summary")
+    t4 = overlap["table4"]
+    assert t4["N_uo"] == t4["N_s"] and t4["N_s"] <= t4["N_u"] and 0 < t4["R_so"] < 1
+    assert t4["R_uo_mean_ratio"] == pytest.approx(t4["N_s"] / t4["N_u"], rel=0.5)
+    assert set(overlap["p_used"]) == {"P36", "P103"}
+    land = run.read_json("land_summary")
+    assert land["n_parameters"] == 30 * 2 * 1536 * 64
+    assert land["train_pairs"] == 6 * 10
+    amplification = run.read_json("amplification_summary")
+    assert set(amplification["amplify_mean"]["Same"]) == {"Baseline", "KN-refined", "LAND", "Random", "Constant"}
+    editing = run.read_json("editing_summary")
+    assert editing["facts"] == 4 and editing["success"]["Before"]["Same"] == 0.0
+    assert set(editing["erasing"]["neurons"]) == {"P36", "P103"}
+    prompts = run.read_table("prompts")
+    assert len(run.read_table("land_sets")) == len(prompts)
+
+
 def test_executed_notebooks_have_no_errors(smoke_run):
     root, _, _ = smoke_run
     executed = sorted((root / "book" / "runs" / "smoke").glob("*.ipynb"))
@@ -56,3 +80,48 @@ def test_book_builds_with_warnings_as_errors(smoke_run):
     assert index.is_file() and page.is_file()
     html = page.read_text()
     assert "smollm2-135m" in html and "<table" in html and "<img" in html
+
+
+def _chromium() -> str:
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("headless Chromium is needed for the browser test: `apt-get install chromium` (make setup does it as root)")
+    return path
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--virtual-time-budget=5000"]
+
+
+def _render(page: Path, profile: Path, screenshot: Path | None = None) -> str:
+    """The DOM after Chromium ran the page's scripts; optionally a full-page screenshot."""
+    import subprocess
+
+    base = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+    if screenshot is not None:
+        subprocess.run(base + ["--window-size=1280,2400", f"--screenshot={screenshot}", page.as_uri()],
+                       check=True, capture_output=True, timeout=120)
+    dom = subprocess.run(base + ["--dump-dom", page.as_uri()], check=True, capture_output=True, text=True, timeout=120)
+    return dom.stdout
+
+
+def test_book_pages_render_in_chromium(smoke_run, tmp_path):
+    """Every chapter page, opened in headless Chromium, shows tables and figures and no executed cell shows an error."""
+    root, _, _ = smoke_run
+    runner.build_book(root)
+    html = root / "book" / "_build" / "html"
+    shots = ROOT / "artifacts" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    pages = [html / "book" / "runs" / "smoke" / f"{c}.html" for c in runner.CHAPTERS]
+    pages.append(html / "book" / "generated" / "results.html")
+    for page in pages:
+        assert page.is_file(), f"{page} was not built"
+        dom = _render(page, tmp_path / "profile", shots / f"{page.stem}.png")
+        assert "<table" in dom, f"{page.name}: no table"
+        assert page.stem == "results" or "<img" in dom, f"{page.name}: no figure"
+        for marker in ("output traceback", "output error", "Traceback (most recent call last)"):
+            assert marker not in dom, f"{page.name}: an executed cell shows an error ({marker})"
+        assert (shots / f"{page.stem}.png").stat().st_size > 10_000

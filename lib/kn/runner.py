@@ -3,7 +3,8 @@
 API
     CHAPTERS                                   notebook names in order
     execute_chapters(params_file, chapters=None, *, book_root=None) -> dict[chapter, seconds]
-    build_book(book_root=None) -> Path         jupyter-book 1.x, warnings as errors; reports kept on failure
+    execute_results(book_root=None) -> Path    the results page, from every run folder under <book_root>/runs
+    build_book(book_root=None) -> Path         results page, then jupyter-book 1.x, warnings as errors
     main(argv)                                 `python -m kn.runner --params params/gpt2.yaml [--chapters 02] [--no-book]`
 
 Executed notebooks go to <book_root>/book/runs/<run name>/, the run's data to its run_dir (runs/<run name>/).
@@ -82,8 +83,23 @@ def _title_with_model(path: Path, model: str) -> None:
     nbformat.write(nb, path)
 
 
-def build_book(book_root: str | Path | None = None) -> Path:
+def execute_results(book_root: str | Path | None = None) -> Path:
+    """The results page: a notebook reading every run folder under <book_root>/runs, executed into book/generated/."""
+    import papermill
+
     root = Path(book_root) if book_root else project_root()
+    source = project_root() / "notebooks" / "results.ipynb"
+    target = root / "book" / "generated" / "results.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(source), str(target), parameters={"runs_root": str(root / "runs")},
+                               cwd=str(source.parent), progress_bar=False, kernel_name="python3")
+    return target
+
+
+def build_book(book_root: str | Path | None = None) -> Path:
+    """Execute the results page, then build the book (warnings are errors; the log is kept in book/build.log)."""
+    root = Path(book_root) if book_root else project_root()
+    execute_results(root)
     build = root / "book" / "_build"
     log = root / "book" / "build.log"
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--path-output", str(root / "book"),
