@@ -125,3 +125,33 @@ def test_book_pages_render_in_chromium(smoke_run, tmp_path):
         for marker in ("output traceback", "output error", "Traceback (most recent call last)"):
             assert marker not in dom, f"{page.name}: an executed cell shows an error ({marker})"
         assert (shots / f"{page.stem}.png").stat().st_size > 10_000
+
+
+def test_attribution_shards_as_jobs_merge_to_the_chapter_store(smoke_run):
+    """The scale-out example: shard jobs (scripts/shards_local.sh, as a SLURM array would run them) and a merge give
+    exactly the rows chapter 2 computed in one process."""
+    import subprocess
+
+    import numpy as np
+
+    from kn.store import AttributionStore
+
+    root, run, _ = smoke_run
+    subprocess.run(["bash", str(ROOT / "scripts" / "shards_local.sh"), str(root / "smoke.yaml"), "2", "4"], check=True,
+                   capture_output=True, timeout=600)
+    shard_dirs = sorted((run.path / "shards").iterdir())
+    assert len(shard_dirs) == 2 and all(list(d.glob("part-*.parquet")) for d in shard_dirs)
+    merged = AttributionStore.open(runner_merge(shard_dirs, run.path / "merged")).read().set_index("key")
+    chapter = AttributionStore.open(run.path / "attribution").read().set_index("key")
+    assert len(merged) == 4
+    for key, row in merged.iterrows():
+        for column in ("neuron_ids", "neuron_scores", "layer_sums", "p_full", "p_zero"):
+            np.testing.assert_array_equal(row[column], chapter.loc[key, column])
+    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "slurm_attribution.sbatch")]).returncode == 0
+
+
+def runner_merge(sources, target):
+    from kn.shards import main
+
+    assert main(["merge", *map(str, sources), "--into", str(target)]) == 0
+    return target
