@@ -96,18 +96,20 @@ def test_killed_process_resumes_to_the_same_result(loaded, single_run, tmp_path)
     """SIGKILL at an arbitrary moment: no half-written part is ever visible, and the rerun completes the set."""
     script = textwrap.dedent(f"""
         import sys, time, torch
+        torch.set_num_threads({torch.get_num_threads()})  # float sums are bitwise reproducible per thread count
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_attribution_store import _inputs, _store
         from kn.models import tiny_model
         loaded = tiny_model("llama", seed=5, n_layers=3, n_neurons=24)
         store = _store({str(tmp_path)!r}, loaded)
-        store.compute(loaded, *_inputs(), flush_every=1, on_flush=lambda: time.sleep(0.3))
+        store.compute(loaded, *_inputs(), flush_every=1, on_flush=lambda: time.sleep(1.0))
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.time() + 60
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300  # a loaded CI machine may take long to import torch
     store = _store(tmp_path, loaded)
     while len(store.parts()) < 3 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    assert proc.poll() is None, f"the job ended before it could be killed: {proc.stderr.read()[-2000:]}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = len(store.done_keys())
