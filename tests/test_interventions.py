@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from kn.interventions import answer_probabilities, bootstrap_ci, change_rate, pad_right, scale_neurons
+from kn.interventions import answer_probabilities, bootstrap_ci, change_rate, scale_neurons
+from kn.scoring import pad_right
 from kn.models import tiny_model
 from kn.scoring import next_token_scores
 

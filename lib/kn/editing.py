@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .interventions import _length_batches, pad_right
+from .scoring import length_batches, pad_right
 
 __all__ = ["update_fact", "erase_neurons", "most_common_neurons", "top1_success", "token_nlls", "perplexity",
            "weights_checksum"]
@@ -145,7 +145,7 @@ def top1_success(loaded, input_ids: Sequence[torch.Tensor], new_token_ids, *, ba
         raise ValueError(f"{targets.size} targets for {n} prompts")
     device = loaded.device
     top1 = np.zeros(n, dtype=np.int64)
-    for rows in _length_batches(input_ids, batch_size):
+    for rows in length_batches(input_ids, batch_size):
         ids, mask, last = pad_right(input_ids, rows)
         logits = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         top1[rows] = logits[torch.arange(len(rows), device=device), last.to(device)].argmax(-1).cpu().numpy()
@@ -158,7 +158,7 @@ def token_nlls(loaded, input_ids: Sequence[torch.Tensor], *, batch_size: int = 1
     (empty for a one-token text). Right-padded batches; pads are neither predicted nor attended by real tokens."""
     device = loaded.device
     out: list[np.ndarray] = [np.zeros(0)] * len(input_ids)
-    for rows in _length_batches(input_ids, batch_size):
+    for rows in length_batches(input_ids, batch_size):
         ids, mask, _ = pad_right(input_ids, rows)
         ids_d = ids.to(device)
         logits = loaded.model(input_ids=ids_d, attention_mask=mask.to(device)).logits[:, :-1].float()

@@ -11,7 +11,7 @@ API
         -> (p_before [prompt], p_after [prompt]) float64
     change_rate(p_before, p_after) -> ndarray      # (after - before) / before; nan where before == 0
     bootstrap_ci(values, *, n_boot=1000, seed=0, level=0.95) -> (mean, lo, hi)   # percentile bootstrap, nan-skipping
-    pad_right(input_ids, rows) -> (ids [b, width], mask [b, width], last [b])   # the batching convention
+    (batching: kn.scoring.length_batches and pad_right, shared with scoring and editing)
 
 Batching: prompts are right-padded (so real tokens never attend to pads and each row's logits at its last real
 position equal an unpadded forward) and sorted by length to keep padding small; results come back in the
@@ -21,40 +21,17 @@ caller's order.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["scale_neurons", "answer_probabilities", "change_rate", "bootstrap_ci", "pad_right"]
+from .scoring import length_batches, pad_right
+
+__all__ = ["scale_neurons", "answer_probabilities", "change_rate", "bootstrap_ci"]
 
 
 # --------------------------------------------------------------------------- batching
-
-
-def pad_right(input_ids: Sequence[torch.Tensor], rows: Sequence[int]):
-    """Right-padded batch of the prompts ``rows`` of ``input_ids``: (ids, mask, last), all on the CPU.
-
-    ids, mask: [len(rows), width] LongTensors (pad id 0, masked out); last: [len(rows)] index of each row's last
-    real token."""
-    lengths = [len(input_ids[i]) for i in rows]
-    if min(lengths) == 0:
-        raise ValueError("empty prompt: need at least one token")
-    width = max(lengths)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for r, i in enumerate(rows):
-        ids[r, : lengths[r]] = torch.as_tensor(input_ids[i], dtype=torch.long).reshape(-1)
-        mask[r, : lengths[r]] = 1
-    return ids, mask, torch.tensor(lengths, dtype=torch.long) - 1
-
-
-def _length_batches(input_ids: Sequence[torch.Tensor], batch_size: int) -> Iterator[list[int]]:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
 
 
 # --------------------------------------------------------------------------- scaling hooks
@@ -156,7 +133,7 @@ def answer_probabilities(loaded, input_ids: Sequence[torch.Tensor], target_ids, 
     device = loaded.device
     before = np.zeros(n, dtype=np.float64)
     after = np.zeros(n, dtype=np.float64)
-    for rows in _length_batches(input_ids, batch_size):
+    for rows in length_batches(input_ids, batch_size):
         ids, mask, last = pad_right(input_ids, rows)
         ids, mask, last_d = ids.to(device), mask.to(device), last.to(device)
         ar = torch.arange(len(rows), device=device)

@@ -105,6 +105,14 @@ def _ours(table: pd.DataFrame) -> pd.DataFrame:
     return table[[str(i).startswith("ours") for i in index]]
 
 
+def _our_methods(table: pd.DataFrame):
+    """(run label, its rows indexed by method) for each of our runs that has the paper's three methods."""
+    for model, group in table[table["model"].str.startswith("ours")].groupby("model"):
+        g = group.set_index("method")
+        if {"LAND", "KN-refined", "Baseline"} <= set(g.index):
+            yield model, g
+
+
 def verdicts(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
     """A sentence per table saying whether the paper's claim holds for each of our runs."""
     out = {}
@@ -127,31 +135,25 @@ def verdicts(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
         + (", but sets of different facts are nearly as alike, so the overlap reflects a fact-independent set."
            if r["R_Lo"] - r["R_Lo, other facts"] < 0.1 else ", and it is specific to the fact.")
         for run, r in t7.iterrows()) or "No run yet."
-    t9 = tables["table9"]
     lines = []
-    for model, group in t9[t9["model"].str.startswith("ours")].groupby("model"):
-        g = group.set_index("method")
-        if {"LAND", "KN-refined", "Baseline"} <= set(g.index):
-            best = g.loc[["Baseline", "KN-refined", "LAND"], "Related"].idxmax()
-            lines.append(f"{model}: on Related prompts the largest mean change rate comes from {best} "
-                         f"(LAND {g.loc['LAND', 'Related']:.2f}, KN-refined {g.loc['KN-refined', 'Related']:.2f}, "
-                         f"Baseline {g.loc['Baseline', 'Related']:.2f}; random neurons {g.loc['Random', 'Related']:.2f}); "
-                         + ("LAND's advantage claimed by the paper holds." if best == "LAND"
-                            else "the paper's claim that LAND amplifies best does not hold here."))
+    for model, g in _our_methods(tables["table9"]):
+        best = g.loc[["Baseline", "KN-refined", "LAND"], "Related"].idxmax()
+        lines.append(f"{model}: on Related prompts the largest mean change rate comes from {best} "
+                     f"(LAND {g.loc['LAND', 'Related']:.2f}, KN-refined {g.loc['KN-refined', 'Related']:.2f}, "
+                     f"Baseline {g.loc['Baseline', 'Related']:.2f}; random neurons {g.loc['Random', 'Related']:.2f}); "
+                     + ("LAND's advantage claimed by the paper holds." if best == "LAND"
+                        else "the paper's claim that LAND amplifies best does not hold here."))
     out["table9"] = " ".join(lines) or "No run yet."
-    t10 = tables["table10"]
     lines = []
-    for model, group in t10[t10["model"].str.startswith("ours")].groupby("model"):
-        g = group.set_index("method")
-        if {"LAND", "KN-refined", "Baseline"} <= set(g.index):
-            best = g.loc[["Baseline", "KN-refined", "LAND"], "Related"].idxmax()
-            lines.append(f"{model}: editing succeeds on {g.loc['LAND', 'Related']:.0%} of Related prompts with LAND, "
-                         f"{g.loc['KN-refined', 'Related']:.0%} with KN-refined, {g.loc['Baseline', 'Related']:.0%} with "
-                         f"Baseline and {g.loc['Random', 'Related']:.0%} with random neurons (before: "
-                         f"{g.loc['Before', 'Related']:.0%}); "
-                         + ("LAND leads, as the paper claims." if best == "LAND" and
-                            g.loc["LAND", "Related"] > g.loc["KN-refined", "Related"]
-                            else "LAND does not lead here, against the paper's claim."))
+    for model, g in _our_methods(tables["table10"]):
+        best = g.loc[["Baseline", "KN-refined", "LAND"], "Related"].idxmax()
+        lines.append(f"{model}: editing succeeds on {g.loc['LAND', 'Related']:.0%} of Related prompts with LAND, "
+                     f"{g.loc['KN-refined', 'Related']:.0%} with KN-refined, {g.loc['Baseline', 'Related']:.0%} with "
+                     f"Baseline and {g.loc['Random', 'Related']:.0%} with random neurons (before: "
+                     f"{g.loc['Before', 'Related']:.0%}); "
+                     + ("LAND leads, as the paper claims." if best == "LAND" and
+                        g.loc["LAND", "Related"] > g.loc["KN-refined", "Related"]
+                        else "LAND does not lead here, against the paper's claim."))
     out["table10"] = " ".join(lines) or "No run yet."
     return out
 

@@ -2,11 +2,15 @@
 
 API
     tokenize_prompts(tokenizer, prompts) -> list of [seq] LongTensors
+    length_batches(input_ids, batch_size) -> iterator of index lists, shortest prompts first
+    pad_right(input_ids, rows) -> (ids [b, w], mask [b, w], last [b])   right padding: real tokens never see pads
     next_token_scores(loaded, input_ids, target_ids, *, batch_size=32, progress=False) -> DataFrame
         columns p_target, top1_id, p_top1, rank_target (0 = top-1)
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +23,32 @@ def tokenize_prompts(tokenizer, prompts) -> list[torch.Tensor]:
     return [torch.tensor(ids, dtype=torch.long) for ids in tokenizer(list(prompts))["input_ids"]]
 
 
+def pad_right(input_ids: Sequence[torch.Tensor], rows: Sequence[int]):
+    """Right-padded batch of the prompts ``rows`` of ``input_ids``: (ids, mask, last), all on the CPU.
+
+    ids, mask: [len(rows), width] LongTensors (pad id 0, masked out); last: [len(rows)] index of each row's last
+    real token."""
+    lengths = [len(input_ids[i]) for i in rows]
+    if min(lengths) == 0:
+        raise ValueError("empty prompt: need at least one token")
+    width = max(lengths)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for r, i in enumerate(rows):
+        ids[r, : lengths[r]] = torch.as_tensor(input_ids[i], dtype=torch.long).reshape(-1)
+        mask[r, : lengths[r]] = 1
+    return ids, mask, torch.tensor(lengths, dtype=torch.long) - 1
+
+
+def length_batches(input_ids: Sequence[torch.Tensor], batch_size: int) -> Iterator[list[int]]:
+    """Indices of the prompts in batches of ``batch_size``, shortest first, so padding stays small."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
 @torch.no_grad()
 def next_token_scores(loaded, input_ids: list[torch.Tensor], target_ids, *, batch_size: int = 32,
                       progress: bool = False) -> pd.DataFrame:
@@ -29,19 +59,11 @@ def next_token_scores(loaded, input_ids: list[torch.Tensor], target_ids, *, batc
     last real position equal an unpadded forward. Prompts are sorted by length to keep padding small."""
     device = loaded.device
     targets = torch.as_tensor(np.asarray(target_ids), dtype=torch.long)
-    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
     out = np.zeros((len(input_ids), 4))
-    batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc="scoring", disable=not progress):
-        rows = order[start:start + batch_size]
-        width = max(len(input_ids[i]) for i in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
-        for r, i in enumerate(rows):
-            ids[r, : len(input_ids[i])] = input_ids[i]
-            mask[r, : len(input_ids[i])] = 1
+    for rows in tqdm(list(length_batches(input_ids, batch_size)), desc="scoring", disable=not progress):
+        ids, mask, last = pad_right(input_ids, rows)
         logits = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        last = mask.sum(1).to(device) - 1
+        last = last.to(device)
         probs = logits[torch.arange(len(rows), device=device), last].float().softmax(-1)
         tgt = targets[rows].to(device)
         p_target = probs.gather(1, tgt[:, None])[:, 0]
