@@ -2,8 +2,12 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+KN := $(VENV)/bin/kn
 PARAMS ?= params/smollm2-135m.yaml
+# make chapter PARAMS=params/gpt2.yaml CHAPTER="04 05" P="-p land_threshold 2.0"; make bench ARGS="--prompts 4"
 CHAPTER ?=
+P ?=
+ARGS ?=
 # A local copy of the PARAREL data next to the checkout is used when present; otherwise it is downloaded once.
 KN_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 export KN_DATA_DIR
@@ -31,15 +35,16 @@ test: setup browser
 	$(PY) -m pytest -q
 
 book: setup
-	$(PY) -m kn.runner --params $(PARAMS)
+	$(KN) run $(PARAMS) $(P)
 
 run: book
 
 chapter: setup
-	$(PY) -m kn.runner --params $(PARAMS) --chapters $(CHAPTER)
+	@test -n "$(CHAPTER)" || { echo 'usage: make chapter PARAMS=params/<model>.yaml CHAPTER=04 [P="-p land_threshold 2.0"]'; exit 2; }
+	$(KN) chapter $(PARAMS) $(CHAPTER) $(P)
 
 bench: setup
-	$(PY) benchmarks/attribution_speed.py
+	$(KN) bench $(ARGS)
 
 clean-runs:
 	rm -rf runs book/runs book/_build

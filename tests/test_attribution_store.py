@@ -72,7 +72,7 @@ def test_stored_rows_reproduce_the_dense_scores(loaded, single_run):
 
 def test_second_run_computes_nothing(loaded, single_run):
     stats = single_run.compute(loaded, *_inputs())
-    assert stats == {"computed": 0, "already_stored": N_PROMPTS, "seconds": pytest.approx(stats["seconds"])}
+    assert (stats["computed"], stats["already_stored"]) == (0, N_PROMPTS)
 
 
 def test_interrupted_run_resumes_to_the_same_result(loaded, single_run, tmp_path):

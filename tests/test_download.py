@@ -147,12 +147,16 @@ def test_cache_without_download_must_be_complete(tmp_path):
     assert resolve_data_dir(download=False, files=pinned_fixture_files()) == tmp_path / "cache" / "data"
 
 
-def test_explicit_folder_with_a_missing_file_names_it(tmp_path):
+def test_explicit_folder_needs_the_fact_file_and_may_be_a_slice(tmp_path):
     root = write_data_folder(tmp_path / "mine")
+    # a slice of PARAREL (some relations' patterns missing) is a valid folder: kn.pararel names a missing pattern file
+    # when it reads the relation
     (root / "pararel/patterns/P19.jsonl").unlink()
+    assert resolve_data_dir(root, files=pinned_fixture_files()) == root
+    (root / "Hunter-DDM_knowledge-neurons/PARAREL/query_pairs.json").unlink()
     with pytest.raises(DataFileError) as error:
         resolve_data_dir(root, files=pinned_fixture_files())
-    assert str(root / "pararel/patterns/P19.jsonl") in str(error.value)
+    assert str(root / "Hunter-DDM_knowledge-neurons/PARAREL/query_pairs.json") in str(error.value)
     assert "P101" not in str(error.value)
 
 

@@ -1,7 +1,16 @@
+"""kn.experiments: the shared test design, the methods' sets and their matched random controls, and the amplification,
+update and erasing experiments on a tiny random model."""
+
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from kn.experiments import METHODS, design_conditions, method_sets, new_targets
+from kn import experiments
+from kn.experiments import (METHODS, design_conditions, matched_random, method_sets, new_targets, random_name,
+                            refine_p_on_train)
+
+torch.set_num_threads(1)
 
 
 def _prompts():
@@ -10,8 +19,9 @@ def _prompts():
         for n, fact in enumerate(facts):
             for position in range(4):
                 rows.append({"relation": relation, "fact_id": f"{relation}:{fact}", "object": f"obj-{fact}",
-                             "target_id": 100 + n, "split": "test" if fact != "c" else "train",
-                             "template_position": position, "key": f"{fact}{position}"})
+                             "subject": f"subj-{fact}", "target_id": 100 + n,
+                             "split": "test" if fact != "c" else "train", "template_position": position,
+                             "prompt_id": f"{relation}:{fact}#{position}"})
     return pd.DataFrame(rows)
 
 
@@ -21,7 +31,8 @@ def test_design_holds_out_one_template_and_pairs_unrelated_facts():
     assert sorted(design["fact_id"]) == ["P1:a", "P1:b", "P2:d", "P2:e"]  # test facts only
     for row in design.itertuples():
         assert row.ident_position != row.held_out_position
-        assert row.same_key == row.ident_key and row.related_key[0] == row.ident_key[0]
+        assert row.same_prompt == f"{row.fact_id}#{row.ident_position}"
+        assert row.related_prompt == f"{row.fact_id}#{row.held_out_position}"
         assert row.unrelated_fact.split(":")[0] != row.relation  # other_relation by default
     same = design_conditions(prompts, seed=3, unrelated="same_relation")
     assert dict(zip(same["fact_id"], same["unrelated_fact"])) == {"P1:a": "P1:b", "P1:b": "P1:a", "P2:d": "P2:e",
@@ -31,19 +42,57 @@ def test_design_holds_out_one_template_and_pairs_unrelated_facts():
         design_conditions(prompts, unrelated="nearby")
 
 
-def test_method_sets_never_see_the_held_out_prompt():
+def test_kn_refined_never_sees_the_held_out_prompt():
     prompts = _prompts()
     design = design_conditions(prompts, seed=0)
-    # neuron k+1 appears in every template's set; each template also has its own neuron 10*position + 50
-    coarse = {k: frozenset({1, 50 + 10 * int(k[-1])}) for k in prompts["key"]}
-    land = {k: frozenset({2}) for k in prompts["key"]}
-    sets = method_sets(design, prompts, coarse, land, frozenset({9}), {"P1": 0.5, "P2": 0.5}, n_total=1000, seed=0)
-    assert set(sets) == set(METHODS)
+    # every set holds neuron 1; only the held-out (Related) prompt's set holds 99. With p = 0 refining keeps the union
+    # of the sets it sees, so 99 appears exactly when the held-out prompt is seen.
+    held = set(design["related_prompt"])
+    coarse = {p: frozenset({1, 99}) if p in held else frozenset({1, 50 + int(p[-1])}) for p in prompts["prompt_id"]}
+    sets = method_sets(design, prompts, {"baseline": coarse}, refine_sets=coarse, p_by_relation={"P1": 0.0, "P2": 0.0},
+                       n_layers=2, n_neurons=100, seed=0)
     for row in design.itertuples():
-        assert sets["baseline"][row.fact_id] == coarse[row.ident_key]
-        assert sets["land"][row.fact_id] == frozenset({2})
-        assert sets["kn_refined"][row.fact_id] == frozenset({1})  # only the shared neuron is in > 50% of the 3 sets
-        assert len(sets["random"][row.fact_id]) == 2 and sets["constant"][row.fact_id] == frozenset({9})
+        refined = sets["kn_refined"][row.fact_id]
+        assert 99 not in refined and 1 in refined
+        assert refined == frozenset({1} | {50 + p for p in range(4) if p != row.held_out_position})
+        assert sets["baseline"][row.fact_id] == coarse[row.same_prompt]
+
+
+def test_every_method_has_a_random_control_matched_per_layer():
+    prompts = _prompts()
+    design = design_conditions(prompts, seed=0)
+    H = 50
+    coarse = {p: frozenset({3, 7, H + 2}) for p in prompts["prompt_id"]}  # 2 neurons in layer 0, 1 in layer 1
+    land = {p: frozenset({2 * H + 5}) for p in prompts["prompt_id"]}  # 1 neuron in layer 2
+    sets = method_sets(design, prompts, {"baseline": coarse, "land": land, "constant": frozenset({4})},
+                       refine_sets=coarse, p_by_relation={"P1": 0.5, "P2": 0.5}, n_layers=3, n_neurons=H, seed=0)
+    assert set(sets) == {"baseline", "kn_refined", "land", "constant", "random_baseline", "random_kn_refined",
+                         "random_land", "random_constant"}
+    for key in ("baseline", "kn_refined", "land", "constant"):
+        for fact, chosen in sets[key].items():
+            control = sets[f"random_{key}"][fact]
+            layers = lambda s: sorted(i // H for i in s)  # noqa: E731
+            assert layers(control) == layers(chosen) and not (control & chosen)
+    assert sets["random_land"]["P1:a"] != sets["random_baseline"]["P1:a"]  # each method its own control
+    assert random_name("land") == "Random (LAND)"
+
+
+def test_matched_random_is_seeded_and_falls_back_to_the_whole_layer():
+    rng = lambda: np.random.default_rng(3)  # noqa: E731
+    chosen = frozenset({0, 1, 2, 10})
+    assert matched_random(chosen, 4, rng()) == matched_random(chosen, 4, rng())
+    full = matched_random(frozenset({0, 1, 2, 3}), 4, rng())  # no neuron of layer 0 outside the set
+    assert sorted(full) == [0, 1, 2, 3]
+
+
+def test_refine_p_is_chosen_on_train_facts_with_nine_sets():
+    prompts = _prompts()
+    # P1's train fact c: neuron 5 in 3 of its 4 templates; dropping one template leaves it in 2 or 3 of 3 sets
+    sets = {p: frozenset({5}) if p.startswith("P1:c") and not p.endswith("#3") else frozenset({6})
+            for p in prompts["prompt_id"]}
+    p = refine_p_on_train(prompts, sets, p0=0.7, step=0.05, lo=1, hi=1, seed=0)
+    assert set(p) == {"P1"}  # P2 has no train fact
+    assert 0 < p["P1"] < 1
 
 
 def test_new_target_is_another_object_of_the_relation():
@@ -54,3 +103,66 @@ def test_new_target_is_another_object_of_the_relation():
     for fact, (obj, token) in targets.items():
         assert obj != answers.loc[fact, "object"] and token != answers.loc[fact, "target_id"]
         assert obj in set(prompts[prompts["relation"] == answers.loc[fact, "relation"]]["object"])
+
+
+# --------------------------------------------------------------------------- the experiments on a tiny model
+
+
+@pytest.fixture
+def setup():
+    from kn.models import tiny_model
+
+    loaded = tiny_model("llama", n_layers=2, n_neurons=16, vocab_size=128)
+    prompts = _prompts()
+    prompts["prompt"] = [f"prompt {p}" for p in prompts["prompt_id"]]
+    prompts["answer"] = " x"
+    design = design_conditions(prompts, seed=0)
+    rng = np.random.default_rng(0)
+    input_ids = {p: torch.tensor(rng.integers(1, 128, size=3 + i % 3)) for i, p in enumerate(prompts["prompt_id"])}
+    coarse = {p: frozenset({1, 17}) for p in prompts["prompt_id"]}
+    sets = method_sets(design, prompts, {"baseline": coarse}, refine_sets=coarse,
+                       p_by_relation={"P1": 0.5, "P2": 0.5}, n_layers=2, n_neurons=16, seed=0)
+    return experiments.InterventionSetup(prompts.set_index("prompt_id", drop=False), design, sets, input_ids,
+                                         {"P1": 0.5, "P2": 0.5}, 2, 16, {"P1": [frozenset({1, 17})],
+                                                                         "P2": [frozenset({2})]}, loaded)
+
+
+def test_amplification_experiment_values(setup):
+    from kn.interventions import answer_probabilities
+
+    results = experiments.amplification_experiment(setup, {"amplify": 2.0, "suppress": 0.0})
+    assert len(results) == 3 * len(setup.sets) * 2 * len(setup.design)
+    row = results[(results["condition"] == "Related") & (results["method"] == "Baseline")
+                  & (results["action"] == "amplify")].iloc[0]
+    design = setup.design.set_index("fact_id").loc[row["fact_id"]]
+    before, after = answer_probabilities(setup.loaded, [setup.input_ids[design["related_prompt"]]],
+                                         [setup.prompts.loc[design["related_prompt"], "target_id"]],
+                                         [setup.sets["baseline"][row["fact_id"]]], 2.0)
+    assert row["p_before"] == before[0] and row["p_after"] == after[0]
+    assert row["change_rate"] == pytest.approx((after[0] - before[0]) / before[0])
+    table = experiments.change_rate_table(results, "amplify", n_boot=200, seed=0)
+    assert list(table.index[:2]) == ["Baseline", "Random (Baseline)"] and list(table.columns) == ["Same", "Related",
+                                                                                                   "Unrelated"]
+
+
+class _Tokenizer:
+    def __call__(self, texts):
+        return {"input_ids": [[1 + (ord(c) % 100) for c in t][:6] for t in texts]}
+
+
+def test_update_and_erasing_undo_every_edit(setup):
+    from kn.editing import weights_checksum
+    from kn.params import StudyParams
+
+    setup.loaded.tokenizer = _Tokenizer()
+    before = weights_checksum(setup.loaded.model)
+    params = StudyParams(ppl_statements=3, erase_top_k=2)
+    edits = experiments.fact_update_experiment(setup, params)
+    assert weights_checksum(setup.loaded.model) == before
+    assert set(edits["method"]) == {"Before", "Baseline", "Random (Baseline)", "KN-refined", "Random (KN-refined)"}
+    first = edits[edits["method"] == "Before"]
+    assert (first["ppl_within_relative"] == 0).all() and (first["ppl_within_change"] == 0).all()
+    erasing = experiments.relation_erasing_experiment(setup, params)
+    assert weights_checksum(setup.loaded.model) == before
+    assert set(erasing["erased"]) == {"refined neurons", "random neurons (matched)"}
+    assert (erasing.groupby("relation")["neurons"].nunique() == 1).all()  # the control is as large

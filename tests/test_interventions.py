@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from kn.interventions import answer_probabilities, bootstrap_ci, change_rate, scale_neurons
+from kn.interventions import answer_probabilities, change_rate, scale_neurons
 from kn.scoring import pad_right
 from kn.models import tiny_model
 from kn.scoring import next_token_scores
@@ -190,18 +190,3 @@ def test_change_rate():
     np.testing.assert_allclose(change_rate([0.5, 0.2], [1.0, 0.1]), [1.0, -0.5])
     r = change_rate([0.0, 0.0, 0.25], [0.1, 0.0, 0.25])
     assert np.isnan(r[0]) and np.isnan(r[1]) and r[2] == 0.0
-
-
-def test_bootstrap_ci():
-    assert bootstrap_ci(np.full(50, 0.1)) == (0.1, 0.1, 0.1)
-    assert bootstrap_ci([0.3, np.nan, 0.3]) == (0.3, 0.3, 0.3)
-    assert all(np.isnan(x) for x in bootstrap_ci([np.nan, np.nan]))
-    v = np.random.default_rng(1).normal(2.0, 1.0, 200)
-    mean, lo, hi = bootstrap_ci(v, n_boot=500, seed=4)
-    assert mean == pytest.approx(v.mean())
-    assert lo < mean < hi
-    assert hi - lo == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.3)
-    assert bootstrap_ci(v, n_boot=500, seed=4) == (mean, lo, hi)
-    assert bootstrap_ci(np.append(v, np.nan), n_boot=500, seed=4) == (mean, lo, hi)
-    _, lo2, hi2 = bootstrap_ci(v, n_boot=500, seed=4, level=0.5)
-    assert lo < lo2 < hi2 < hi

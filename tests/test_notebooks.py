@@ -1,80 +1,149 @@
-"""Execute the chapters with papermill on the smoke params, check the values they recorded, and build the book."""
+"""Execute every chapter with papermill on the smoke params over a slice of PARAREL that holds cross-relation duplicates
+(P176/P178), check the values the chapters record, run one chapter as a reader would in Jupyter, build the book, and
+open every page in headless Chromium to check what a reader sees."""
 
 import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
 from kn import runner
 from kn.store import RunFolder
+from kn.summaries import (AmplificationSummary, AttributionSummary, ChoicesSummary, DataSummary, EditingSummary,
+                          LandSummary, OverlapSummary)
+
+from smoke_slice import write_smoke_slice
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, data_dir):
     root = runner.prepare_book_root(tmp_path_factory.mktemp("book"))
     values = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
     values["run_dir"] = str(root / "runs" / "smoke")
+    values["data_dir"] = str(write_smoke_slice(data_dir, root / "smoke-data"))
     params = root / "smoke.yaml"
     params.write_text(yaml.safe_dump(values))
     timings = runner.execute_chapters(params, book_root=root, progress=False)
-    return root, RunFolder(values["run_dir"]), timings
+    return root, RunFolder(values["run_dir"]), timings, params
 
 
-def test_chapter_1_records_the_adapted_data(smoke_run):
-    root, run, timings = smoke_run
-    summary = run.read_json("data_summary")
-    assert (summary["relations"], summary["facts_raw"], summary["facts"]) == (34, 27_738, 27_717)
-    assert summary["prompts_full_templates"] == 253_448
-    assert summary["templates_per_relation_adapted"] == [10]
+def test_chapter_1_keeps_cross_relation_duplicates_on_one_side(smoke_run):
+    _, run, timings, _ = smoke_run
+    data = DataSummary.read(run)
+    assert data.counts["relations"] == 2 and data.population == "known"
     prompts = run.read_table("prompts")
-    # smoke: P36 and P103, 3 train + 2 test facts each, 10 templates per fact
-    assert len(prompts) == summary["sample_prompts"] == 2 * 5 * 10
-    assert sorted(prompts["relation"].unique()) == ["P103", "P36"]
-    assert prompts.groupby("split")["fact_id"].nunique().to_dict() == {"test": 4, "train": 6}
-    assert summary["top1_accuracy"] == pytest.approx(prompts["correct"].mean())
-    assert 0.0 < summary["top1_accuracy"] < 1.0
+    assert prompts["prompt_id"].is_unique
+    assert sorted(prompts["relation"].unique()) == ["P176", "P178"]
+    # the slice holds pairs of P176 and P178 with the same subject, object and wording: the run has some, one side each
+    assert data.shared_prompt_rows > 0 and data.shared_prompts_split_mismatch == 0
+    twins = prompts[prompts.duplicated(["prompt", "answer"], keep=False)]
+    assert (twins.groupby(["prompt", "answer"])["split"].nunique() == 1).all()
+    assert len(prompts) == data.sample_prompts == 10 * (data.sample_facts_train + data.sample_facts_test)
+    assert 0.0 < data.top1_accuracy.mean < 1.0
     assert "01_data_adaptation" in timings
 
 
-def test_later_chapters_record_their_values(smoke_run):
-    _, run, timings = smoke_run
-    assert set(timings) == set(runner.CHAPTERS)
-    attribution = run.read_json("attribution_summary")
-    assert attribution["stored"] == attribution["prompts"] == 100
-    # IG completeness with m = 20: the per-layer sums track P(w) - P(0) to a small fraction of its size
-    assert attribution["completeness_mean_abs_gap"] < 0.25 * attribution["completeness_mean_delta"]
-    overlap = run.read_json("overlap_summary")
-    t4 = overlap["table4"]
-    assert t4["N_uo"] == t4["N_s"] and t4["N_s"] <= t4["N_u"] and 0 < t4["R_so"] < 1
-    assert t4["R_uo_mean_ratio"] == pytest.approx(t4["N_s"] / t4["N_u"], rel=0.5)
-    assert set(overlap["p_used"]) == {"P36", "P103"}
-    land = run.read_json("land_summary")
-    assert land["n_parameters"] == 30 * 2 * 1536 * 64
-    assert land["train_pairs"] == 6 * 10
-    amplification = run.read_json("amplification_summary")
-    assert set(amplification["amplify_mean"]["Same"]) == {"Baseline", "KN-refined", "LAND", "Random", "Constant"}
-    editing = run.read_json("editing_summary")
-    assert editing["facts"] == 4 and editing["success"]["Before"]["Same"] == 0.0
-    assert set(editing["erasing"]["neurons"]) == {"P36", "P103"}
+def test_attribution_and_choices_record_their_values(smoke_run):
+    _, run, _, _ = smoke_run
+    attribution = AttributionSummary.read(run)
     prompts = run.read_table("prompts")
-    assert len(run.read_table("land_sets")) == len(prompts)
+    # rows that repeat a text are scored once
+    assert attribution.stored == prompts.drop_duplicates(["prompt", "target_id"]).shape[0] < len(prompts)
+    assert attribution.completeness_mean_abs_gap < 0.25 * attribution.completeness_mean_delta
+    choices = ChoicesSummary.read(run)
+    assert choices.prompts == 2
+    rows = {(r["rule"], r["steps"]): r for r in choices.convergence}
+    assert rows[("reference", 0)]["jaccard_reference_mean"] == 1.0
+    assert 0 <= rows[("right", 20)]["jaccard_reference_mean"] <= 1
+    assert set(choices.definition_drop) == {"ffn_out_input", "pre_activation", "random"}
+
+
+def test_table4_on_test_facts_equals_table7_before_columns(smoke_run):
+    _, run, _, _ = smoke_run
+    overlap, land = OverlapSummary.read(run), LandSummary.read(run)
+    for key in ("N_s", "N_so", "R_so"):
+        assert overlap.table4_test[key] == land.table7[key]
+    assert overlap.table4_test["N_uo"].mean < overlap.table4_test["N_s"].mean  # not N_s by construction
+    assert set(overlap.p_used) == {"P176", "P178"} and all(p < 1.0 for p in overlap.p_used.values())
+
+
+def test_land_chooses_p_on_validation_facts_and_faces_the_baselines(smoke_run):
+    _, run, _, _ = smoke_run
+    land = LandSummary.read(run)
+    assert land.threshold in [row["P"] for row in land.validation_sweep]
+    assert "validation facts" in land.threshold_reason
+    assert land.n_parameters == 30 * 2 * 1536 * 64
+    assert {"coarse", "land", "relation_prior", "nearest_neighbour", "constant", "oracle"} <= set(land.detectors)
+    assert land.detectors["constant"]["fact_specific"].mean == 0.0  # one set for every fact
+    assert {row["setting"] for row in land.learning_curve} == {"paper's optimiser", "this run's"}
+    assert {"new facts / LAND", "new wordings / LAND"} <= set(land.wordings)
+    recorded = run.read_json("params")
+    assert recorded["chapters"]["04_land"]["land_threshold"] is None  # chosen, not given
+
+
+def test_interventions_have_a_random_control_per_method_and_intervals(smoke_run):
+    _, run, _, _ = smoke_run
+    amplification, editing = AmplificationSummary.read(run), EditingSummary.read(run)
+    for method in ("Baseline", "KN-refined", "LAND", "Relation prior", "Nearest neighbour", "Constant"):
+        assert f"Random ({method})" in amplification.amplify
+        assert amplification.set_sizes[f"Random ({method})"] == amplification.set_sizes[method]
+    for claim in amplification.claims[:-1] + editing.claims[:-2]:
+        assert re.search(r"\[-?\d", claim.sentence), claim.sentence  # every comparison quotes its interval
+    assert editing.success["Before"]["Same"].mean == 0.0
+    assert {row["erased"] for row in editing.erasing} == {"refined neurons", "random neurons (matched)"}
 
 
 def test_executed_notebooks_have_no_errors(smoke_run):
-    root, _, _ = smoke_run
+    root, _, _, _ = smoke_run
     executed = sorted((root / "book" / "runs" / "smoke").glob("*.ipynb"))
-    assert [p.stem for p in executed] == list(runner.CHAPTERS)
+    assert [p.stem for p in executed] == sorted(runner.CHAPTERS)
     for path in executed:
         for cell in json.loads(path.read_text())["cells"]:
             for output in cell.get("outputs", []):
                 assert output["output_type"] != "error", f"{path.name}: {output.get('ename')}"
 
 
+def test_a_chapter_run_by_hand_takes_an_edited_value(smoke_run, tmp_path):
+    """As in Jupyter: the notebook as it is, pointed at the run by its params_file default, with one value changed in
+    its parameters cell, re-computes the chapter with that value (no papermill, no injected cell)."""
+    from nbclient import NotebookClient
+
+    _, run, _, params = smoke_run
+    nb = nbformat.read(ROOT / "notebooks" / "04_land.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert 'params_file = ""' in cell.source and "land_threshold = None" in cell.source
+    cell.source = cell.source.replace('params_file = ""', f'params_file = "{params}"').replace(
+        "land_threshold = None", "land_threshold = 2.0")
+    NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+                   ).execute()
+    land = LandSummary.read(run)
+    assert land.threshold == 2.0 and land.threshold_reason == "fixed by the parameter land_threshold"
+    assert run.read_json("params")["origin"]["04_land"]["land_threshold"] == "notebook cell"
+
+
+def test_example_facts_run_end_to_end_with_a_tiny_model(tmp_path):
+    """The project's own example facts (data/example) through every chapter, with a tiny random Llama model."""
+    root = runner.prepare_book_root(tmp_path)
+    values = yaml.safe_load((ROOT / "params" / "example.yaml").read_text())
+    values.update(model="tiny-llama", run_dir=str(root / "runs" / "example"))
+    params = root / "example.yaml"
+    params.write_text(yaml.safe_dump(values))
+    runner.execute_chapters(params, book_root=root, progress=False)
+    run = RunFolder(values["run_dir"])
+    data = DataSummary.read(run)
+    assert data.counts["source"] == "user" and data.counts["relations"] == 3 and data.counts["facts"] == 36
+    assert EditingSummary.read(run).facts >= 3
+
+
 def test_book_builds_with_warnings_as_errors(smoke_run):
-    root, _, _ = smoke_run
+    root, _, _, _ = smoke_run
     index = runner.build_book(root)
     page = root / "book" / "_build" / "html" / "book" / "runs" / "smoke" / "01_data_adaptation.html"
     assert index.is_file() and page.is_file()
@@ -82,9 +151,56 @@ def test_book_builds_with_warnings_as_errors(smoke_run):
     assert "smollm2-135m" in html and "<table" in html and "<img" in html
 
 
-def _chromium() -> str:
-    import shutil
+# --------------------------------------------------------------------------- what a reader sees
 
+_MACHINE_PATH = re.compile(r"(?<![\w.])/(?:home|root|tmp|work|Users|var|opt|usr)/[\w./-]+")
+_WARNING = re.compile(r"\b\w*Warning\b|warnings\.warn|DeprecationWarning")
+_NAN = re.compile(r"(?<![\w-])nan%?(?![\w-])")
+_PROGRESS = re.compile(r"\d+/\d+ \[|it/s\]|\d+%\|")
+
+
+def page_problems(dom: str) -> list[str]:
+    """What a reader should not see on a rendered chapter page (the DOM as Chromium has it), and what must be there."""
+    problems = []
+    body = dom.split("<article", 1)[-1]  # the page's content, not the theme's navigation and scripts
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", "", body, flags=re.S)
+    visible = re.sub(r"<[^>]+>", " ", text)
+    for stream in re.findall(r'<div class="output stream[^"]*">(.*?)</div>', text, flags=re.S):
+        lines = [l for l in re.sub(r"<[^>]+>", "", stream).splitlines() if l.strip()]
+        if len(lines) > 5:
+            problems.append(f"a stream output of {len(lines)} lines")
+    for pattern, what in ((_PROGRESS, "a progress bar"), (_WARNING, "warning text"), (_MACHINE_PATH, "an absolute path"),
+                          (_NAN, "a nan")):
+        found = pattern.search(visible)
+        if found:
+            problems.append(f"{what}: {found.group(0)!r}")
+    for marker in ("output traceback", "output error", "Traceback (most recent call last)"):
+        if marker in text:
+            problems.append(f"an error cell ({marker})")
+    if "Parameters of this run" not in visible:
+        problems.append("no parameters table")
+    images = len(re.findall(r"<img ", text))
+    captions = len(re.findall(r"<figcaption", text))
+    if captions < images:
+        problems.append(f"{images - captions} figure(s) without a caption")
+    return problems
+
+
+def test_the_page_check_fails_on_a_progress_bar_and_a_path():
+    good = ('<article><table><caption>Parameters of this run</caption></table><figure class="kn-figure"><img src="x"/>'
+            "<figcaption>What to look for.</figcaption></figure></article>")
+    assert page_problems(good) == []
+    bar = good.replace("</article>", '<div class="output stream highlight-myst-ansi">attribution:  35%|###  | '
+                                     "212/600 [00:10&lt;00:20, 2.1it/s]</div></article>")
+    assert any("progress bar" in p for p in page_problems(bar))
+    path = good.replace("</article>", "<p>data from /work/shared/data</p></article>")
+    assert any("absolute path" in p for p in page_problems(path))
+    assert any("nan" in p for p in page_problems(good.replace("</article>", "<td>nan%</td></article>")))
+    assert any("without a caption" in p for p in page_problems(good.replace("<figcaption>What to look for."
+                                                                            "</figcaption>", "")))
+
+
+def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
         pytest.fail("headless Chromium is needed for the browser test: `apt-get install chromium` (make setup does it as root)")
@@ -98,60 +214,54 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 def _render(page: Path, profile: Path, screenshot: Path | None = None) -> str:
     """The DOM after Chromium ran the page's scripts; optionally a full-page screenshot."""
-    import subprocess
-
     base = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
     if screenshot is not None:
-        subprocess.run(base + ["--window-size=1280,2400", f"--screenshot={screenshot}", page.as_uri()],
+        subprocess.run(base + ["--window-size=1280,6000", f"--screenshot={screenshot}", page.as_uri()],
                        check=True, capture_output=True, timeout=120)
     dom = subprocess.run(base + ["--dump-dom", page.as_uri()], check=True, capture_output=True, text=True, timeout=120)
     return dom.stdout
 
 
-def test_book_pages_render_in_chromium(smoke_run, tmp_path):
-    """Every chapter page, opened in headless Chromium, shows tables and figures and no executed cell shows an error."""
-    root, _, _ = smoke_run
+def test_book_pages_read_like_a_study_in_chromium(smoke_run, tmp_path):
+    """Every chapter page and the results page, opened in headless Chromium: tables and captioned figures, the
+    parameters table, and no progress bar, warning, absolute path, nan or error. Full-page screenshots are kept in
+    artifacts/screenshots."""
+    root, _, _, _ = smoke_run
     runner.build_book(root)
     html = root / "book" / "_build" / "html"
     shots = ROOT / "artifacts" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     pages = [html / "book" / "runs" / "smoke" / f"{c}.html" for c in runner.CHAPTERS]
-    pages.append(html / "book" / "generated" / "results.html")
     for page in pages:
         assert page.is_file(), f"{page} was not built"
         dom = _render(page, tmp_path / "profile", shots / f"{page.stem}.png")
-        assert "<table" in dom, f"{page.name}: no table"
-        assert page.stem == "results" or "<img" in dom, f"{page.name}: no figure"
-        for marker in ("output traceback", "output error", "Traceback (most recent call last)"):
-            assert marker not in dom, f"{page.name}: an executed cell shows an error ({marker})"
+        assert "<table" in dom and "<img" in dom, f"{page.name}: no table or no figure"
+        assert page_problems(dom) == [], f"{page.name}: {page_problems(dom)}"
         assert (shots / f"{page.stem}.png").stat().st_size > 10_000
+    results = html / "book" / "generated" / "results.html"
+    dom = _render(results, tmp_path / "profile", shots / "results.png")
+    problems = [p for p in page_problems(dom) if p != "no parameters table"]
+    assert "<table" in dom and problems == [], problems
 
 
 def test_attribution_shards_as_jobs_merge_to_the_chapter_store(smoke_run):
     """The scale-out example: shard jobs (scripts/shards_local.sh, as a SLURM array would run them) and a merge give
     exactly the rows chapter 2 computed in one process."""
-    import subprocess
-
     import numpy as np
 
+    from kn.shards import main
     from kn.store import AttributionStore
 
-    root, run, _ = smoke_run
-    subprocess.run(["bash", str(ROOT / "scripts" / "shards_local.sh"), str(root / "smoke.yaml"), "2", "4"], check=True,
+    root, run, _, params = smoke_run
+    subprocess.run(["bash", str(ROOT / "scripts" / "shards_local.sh"), str(params), "2", "4"], check=True,
                    capture_output=True, timeout=600)
     shard_dirs = sorted((run.path / "shards").iterdir())
     assert len(shard_dirs) == 2 and all(list(d.glob("part-*.parquet")) for d in shard_dirs)
-    merged = AttributionStore.open(runner_merge(shard_dirs, run.path / "merged")).read().set_index("key")
+    assert main(["merge", *map(str, shard_dirs), "--into", str(run.path / "merged")]) == 0
+    merged = AttributionStore.open(run.path / "merged").read().set_index("key")
     chapter = AttributionStore.open(run.path / "attribution").read().set_index("key")
     assert len(merged) == 4
     for key, row in merged.iterrows():
         for column in ("neuron_ids", "neuron_scores", "layer_sums", "p_full", "p_zero"):
             np.testing.assert_array_equal(row[column], chapter.loc[key, column])
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "slurm_attribution.sbatch")]).returncode == 0
-
-
-def runner_merge(sources, target):
-    from kn.shards import main
-
-    assert main(["merge", *map(str, sources), "--into", str(target)]) == 0
-    return target

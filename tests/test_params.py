@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from kn.params import ParameterError, StudyParams, load_params, params_from_namespace
+from kn.params import (CHAPTER_KEYS, ParameterError, StudyParams, load_params, parameters_cell,
+                       resolve_notebook_params)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +42,13 @@ def test_mistyped_value_is_named(key, value, expected):
     ({"relations": ["P19"], "n_relations": 2}, "n_relations"),
     ({"shard_index": 2, "shard_count": 2}, "shard_index"),
     ({"coarse_threshold": 0.2, "store_threshold": 0.3}, "store_threshold"),
+    ({"population": "famous"}, "population"),
+    ({"ig_rule": "trapezoid"}, "ig_rule"),
+    ({"ig_neuron": "gate"}, "ig_neuron"),
+    ({"land_threshold": -1.0}, "land_threshold"),
+    ({"facts_file": "x.csv"}, "facts_file"),
+    ({"known_min_templates": 11}, "known_min_templates"),
+    ({"refine_size_range": [5.0, 2.0]}, "refine_size_range"),
 ])
 def test_bad_value_is_named(values, key):
     with pytest.raises(ParameterError, match=f"parameter {key}="):
@@ -74,23 +82,49 @@ def test_relative_run_dir_starts_at_project_root():
     assert StudyParams(model="meta-llama/Llama-3.2-1B").resolved_run_dir().name == "llama-3-2-1b"
 
 
-def _parameters_cell(path: Path) -> dict:
+def _parameters_cell(path: Path):
     cells = json.loads(path.read_text())["cells"]
     code = [c for c in cells if c["cell_type"] == "code"]
     assert "parameters" in code[0].get("metadata", {}).get("tags", []), f"{path.name}: first code cell not tagged"
-    namespace: dict = {}
-    exec("".join(code[0]["source"]), {}, namespace)
-    return namespace
+    return "".join(code[0]["source"])
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("0*.ipynb")), ids=lambda p: p.name)
-def test_notebook_parameters_are_study_params_with_their_defaults(path):
-    namespace = _parameters_cell(path)
-    assert set(namespace) <= set(StudyParams.keys()), set(namespace) - set(StudyParams.keys())
+def test_notebook_parameters_cell_is_generated_from_study_params(path):
+    """Each chapter lists its keys with StudyParams' defaults and meanings (kn.params.parameters_cell), so the
+    comments a reader sees stay in step with the checks."""
+    source = _parameters_cell(path)
+    assert source == parameters_cell(path.stem), f"{path.name}: regenerate its parameters cell from kn.params"
+    namespace: dict = {}
+    exec(source, {}, namespace)
+    assert namespace["params_file"] == "" and namespace["overrides"] == {}
     defaults = StudyParams()
-    for key, value in namespace.items():
-        assert value == getattr(defaults, key), f"{path.name}: {key} = {value!r}, StudyParams has {getattr(defaults, key)!r}"
-    assert params_from_namespace(namespace) == defaults
+    for key in CHAPTER_KEYS[path.stem]:
+        assert namespace[key] == getattr(defaults, key), key
+        assert StudyParams.help(key) in source
+
+
+def test_notebook_values_resolve_against_the_params_file(tmp_path):
+    params = tmp_path / "run.yaml"
+    params.write_text("model: gpt2\nland_lr: 0.01\nland_epochs: 10\n")
+    cell = {"params_file": str(params), "overrides": {}, "land_lr": 1e-4, "land_epochs": 3, "seed": 0}
+    resolved, origin = resolve_notebook_params(cell)  # the cell as written: the params file's run
+    assert (resolved.model, resolved.land_lr, resolved.land_epochs) == ("gpt2", 0.01, 10)
+    assert origin == {"model": "params file", "land_lr": "params file", "land_epochs": "params file"}
+    resolved, origin = resolve_notebook_params(cell | {"land_epochs": 5})  # a value edited in the cell wins
+    assert resolved.land_epochs == 5 and origin["land_epochs"] == "notebook cell"
+    resolved, origin = resolve_notebook_params(cell | {"land_epochs": 5, "overrides": {"land_epochs": 7, "seed": 2}})
+    assert (resolved.land_epochs, resolved.seed) == (7, 2) and origin["seed"] == "override"
+    with pytest.raises(ParameterError, match="unknown parameter.*land_speed"):
+        resolve_notebook_params(cell | {"overrides": {"land_speed": 1}})
+    with pytest.raises(ParameterError, match="does not exist"):
+        resolve_notebook_params(cell | {"params_file": str(tmp_path / "none.yaml")})
+
+
+def test_help_texts_parse_as_papermill_parameters():
+    """papermill reads the parameters cell line by line; an '=' or a quote in a comment breaks its parser."""
+    for key in StudyParams.keys():
+        assert "=" not in StudyParams.help(key) and "'" not in StudyParams.help(key), key
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)

@@ -189,3 +189,87 @@ def test_authored_file_must_agree_with_pararel(adapted, tmp_path):
     path.write_text("\n".join(rows) + "\n")
     with pytest.raises(DataFileError, match="pararel rows .* differ"):
         pararel.adapt_templates(adapted.templates_all, path)
+
+
+# --- one prompt, one row; the split keeps shared facts together ----------------------------------------------------
+def test_no_prompt_and_answer_lies_on_both_sides_of_the_split(adapted):
+    prompts = pararel.build_prompts(adapted.facts, adapted.templates)
+    assert len(prompts) == 277_170 and prompts["prompt_id"].is_unique
+    twins = prompts[prompts.duplicated(["prompt", "answer"], keep=False)]
+    assert len(twins) == 540  # P176/P178, P364/P407, P495/P740, P39/P413
+    assert (twins.groupby(["prompt", "answer"])["split"].nunique() == 1).all()
+    # a pair held by two relations has one side in both
+    sides = adapted.facts.groupby(["subject", "object"])["split"].nunique()
+    assert (sides == 1).all()
+    # and every relation keeps its share of test facts
+    share = adapted.facts.groupby("relation")["split"].apply(lambda s: (s == "test").mean())
+    assert share.between(0.09, 0.11).all()
+
+
+def test_the_old_split_put_twins_on_both_sides(adapted):
+    """What the linked split fixes: drawing each relation on its own puts 50 of the shared prompts on both sides."""
+    import numpy as np
+
+    facts = adapted.facts.drop(columns="split").copy()
+    facts["split"] = "train"
+    for relation, index in facts.groupby("relation").groups.items():
+        order = pararel._relation_rng(relation, 0, "split").permutation(len(index))
+        facts.loc[np.asarray(index)[order[: int(round(0.1 * len(index)))]], "split"] = "test"
+    prompts = pararel.build_prompts(facts, adapted.templates)
+    twins = prompts[prompts.duplicated(["prompt", "answer"], keep=False)]
+    assert (twins.groupby(["prompt", "answer"])["split"].nunique() > 1).sum() == 50
+
+
+def test_samples_draw_a_shared_fact_in_both_relations(adapted):
+    params = StudyParams(relations=["P176", "P178"], train_facts_per_relation=40, test_facts_per_relation=5)
+    sample = pararel.sample_facts(adapted.facts, params)
+    p176 = set(zip(*[sample.loc[sample["relation"] == "P176", c] for c in ("subject", "object")]))
+    p178 = set(zip(*[sample.loc[sample["relation"] == "P178", c] for c in ("subject", "object")]))
+    all_176 = set(zip(*[adapted.facts.loc[adapted.facts["relation"] == "P176", c] for c in ("subject", "object")]))
+    all_178 = set(zip(*[adapted.facts.loc[adapted.facts["relation"] == "P178", c] for c in ("subject", "object")]))
+    shared_drawn = p176 & all_178
+    assert shared_drawn and shared_drawn <= p178  # every shared pair drawn for P176 is drawn for P178 too
+
+
+# --- the user's own facts ---------------------------------------------------------------------------------------
+def test_example_facts_load(tmp_path):
+    params = StudyParams(facts_file="data/example/facts.csv", templates_file="data/example/templates.csv",
+                         templates_per_relation=4, test_fraction=0.25)
+    data = pararel.load_adapted(params)
+    assert data.source == "user" and len(data.facts) == 36 and data.templates.groupby("relation").size().eq(4).all()
+    prompts = pararel.build_prompts(data.facts, data.templates)
+    assert prompts.loc[prompts["prompt_id"] == "capital:0#0", "prompt"].item() == "The capital of France is"
+    assert (data.facts.groupby("relation")["split"].apply(lambda s: (s == "test").sum()) == 3).all()
+
+
+@pytest.mark.parametrize("facts, templates, message", [
+    ("relation,subject\ncapital,France\n", None, "header must hold"),
+    ("relation,subject,object\ncapital,France,\n", None, "line 2: field 'object' must be a non-empty string"),
+    ("relation,subject,object\ncap ital,France,Paris\n", None, "line 2: relation 'cap ital'"),
+    (None, "relation,template,provenance\ncapital,The capital of France is [Y].,authored\n", "must contain \\[X\\]"),
+    (None, "relation,template,provenance\ncapital,[Y] is the capital of [X].,authored\n", "must end with \\[Y\\]"),
+    (None, "relation,template,provenance\ncapital,The capital of [X] is [Y].,authored\n", "has 1 templates"),
+])
+def test_bad_user_files_are_named(tmp_path, facts, templates, message):
+    facts_path, templates_path = tmp_path / "facts.csv", tmp_path / "templates.csv"
+    facts_path.write_text(facts or "relation,subject,object\ncapital,France,Paris\ncapital,Spain,Madrid\n")
+    templates_path.write_text(templates or "relation,template,provenance\n"
+                              + "".join(f"capital,The capital {i} of [X] is [Y].,authored\n" for i in range(4)))
+    params = StudyParams(facts_file=str(facts_path), templates_file=str(templates_path), templates_per_relation=2)
+    with pytest.raises(DataFileError, match=message):
+        pararel.load_adapted(params)
+
+
+def test_user_facts_as_json_lines(tmp_path):
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text('{"relation": "capital", "subject": "France", "object": "Paris"}\n\n'
+                     '{"relation": "capital", "subject": "Spain", "object": "Madrid"}\n')
+    assert pararel.read_user_facts(facts)["object"].tolist() == ["Paris", "Madrid"]
+    facts.write_text('{"relation": "capital", "subject": "France"\n')
+    with pytest.raises(DataFileError, match="line 1: not valid JSON"):
+        pararel.read_user_facts(facts)
+    with pytest.raises(DataFileError, match="is missing"):
+        pararel.read_user_facts(tmp_path / "none.csv")
+    (tmp_path / "facts.txt").write_text("x")
+    with pytest.raises(DataFileError, match="use a .csv file"):
+        pararel.read_user_facts(tmp_path / "facts.txt")

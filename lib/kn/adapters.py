@@ -9,7 +9,10 @@ API
     Adapter.value_vector(layer, neuron) -> Tensor [d_model]   (a view into the weight)
     Adapter.value_vectors(layer) -> Tensor [H, d_model]       (a view: row i is neuron i's value vector)
     Adapter.embedding_row(token_id) -> Tensor [d_model]
+    Adapter.pre_activation_module(layer) -> nn.Module   # its *output* [.., H] is the FFN's pre-activation
+        # (GPT-2 mlp.c_fc output h, neurons gelu(h); Llama / Gemma mlp.gate_proj output g, neurons act(g) * up)
     SUPPORTED_FAMILIES
+    GPT2Adapter ("gpt2"), LlamaAdapter ("llama", "qwen2", "mistral"), Gemma3Adapter ("gemma3_text", "gemma3")
 
 Last-token primitives (the fast integrated-gradients kernel in kn.attribution builds on these). P prompts,
 each with R "rows": copies of its last token that differ only in their residual stream; d = d_model, H = n_neurons.
@@ -19,10 +22,17 @@ each with R "rows": copies of its last token that differ only in their residual 
         # masked), the last token's position and embedding [P, d], its natural residual stream before each FFN
         # (mids [L, P, d]) and its neurons (acts [L, P, H], w_bar). Hooks on the shared model: not thread-safe.
     Adapter.attention_last(layer, x [P, R, d], state) -> [P, R, d]  # x + attention(norm(x)) over prefix + own K/V
-    Adapter.ffn_in(layer, x [..., d]) -> [..., H]       # the layer's neurons: FFN input side including its norm
-    Adapter.ffn_out(layer, a [..., H]) -> [..., d]      # ffn_out_proj(layer)(a): what the FFN adds to x
+    Adapter.ffn_in(layer, x [..., d]) -> [..., H]       # the layer's neurons: FFN input side including its norm,
+        # = ffn_from_pre(layer, pre_activation_module(layer)(ffn_norm(layer, x)), ffn_norm(layer, x))
+    Adapter.ffn_norm(layer, x [..., d]) -> [..., d]     # the FFN's input norm
+    Adapter.ffn_from_pre(layer, g [..., H], x_normed [..., d]) -> [..., H]  # neurons from the pre-activation g
+        # (GPT-2 act(g); gated FFNs act(g) * up_proj(x_normed)); x_normed broadcasts against g
+    Adapter.ffn_out(layer, a [..., H]) -> [..., d]      # what the FFN adds to x: ffn_out_proj(layer)(a), and for
+        # Gemma 3 post_feedforward_layernorm of that
+    Adapter.ffn_out_affine -> bool                      # ffn_out is affine in a (GPT-2, Llama; not Gemma 3)
     Adapter.final_norm(x [..., d]) -> [..., d]; Adapter.lm_head() -> nn.Linear, weight [vocab, d]
-    Adapter.final_logits(x [..., d]) -> [..., vocab]    # lm_head()(final_norm(x))
+    Adapter.final_logits(x [..., d]) -> [..., vocab]    # lm_head()(final_norm(x)), then the final logit
+        # softcapping where the config sets it (Adapter.logit_softcapping: None or the cap)
 """
 
 from __future__ import annotations
@@ -42,14 +52,15 @@ class LastTokenState:
     """What the last tokens of P prompts need from the rest of them (made by Adapter.last_token_state).
 
     kv: per layer (K, V), each [P, kv_heads, T, head_dim], T = the longest prefix (seq - 1) of the P prompts;
-        positions past a prompt's own prefix are padding. Llama family: the keys are R_t^T K, rotated back into the
-        frame of the last position t (see LlamaAdapter.last_token_state).
+        positions past a prompt's own prefix are padding. Llama family and Gemma 3: the keys are R_t^T K, rotated
+        back into the frame of the last position t (see LlamaAdapter.last_token_state).
     mask: [P, T] additive attention mask (0 on a prompt's prefix, -inf on padding), None without padding.
     positions: [P] LongTensor, the last token's position (seq - 1).
     embedding: [P, d] the last token's input to layer 0.
     mids: [L, P, d] the natural residual stream of the last token just before each layer's FFN.
     acts: [L, P, H] the natural neuron activations of the last token (input of ffn_out_proj), w_bar.
-    extra: family-specific data (Llama: the rotary embedding's attention_scaling squared, see LlamaAdapter)."""
+    extra: family-specific data (Llama family and Gemma 3: a RotaryRows, per layer the rotary embedding's
+        attention_scaling squared and the sliding-window mask)."""
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]
     mask: torch.Tensor | None
@@ -61,12 +72,14 @@ class LastTokenState:
 
 
 def _rows_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: LastTokenState, layer: int,
-                    scaling: float, self_scaling: float | None = None) -> torch.Tensor:
+                    scaling: float, self_scaling: float | None = None, *,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
     """Attention of one-token rows, each over its prompt's prefix cache plus its own key/value.
 
     q: [P, R, heads, hd]; k, v: [P, R, kv_heads, hd] (the rows' own); the cache is state.kv[layer]: K, V
-    [P, kv_heads, T, hd] (T may be 0), state.mask [P, T] or None. The score of a row against its own key is
-    scaled by ``self_scaling`` (default ``scaling``), those against the prefix by ``scaling``.
+    [P, kv_heads, T, hd] (T may be 0), state.mask [P, T] or None (``mask`` [P, T], if given, replaces it: a
+    sliding-window layer's). The score of a row against its own key is scaled by ``self_scaling`` (default
+    ``scaling``), those against the prefix by ``scaling``.
     Grouped-query attention: query head h reads kv head h // (heads // kv_heads), as transformers' repeat_kv.
     Returns [P, R, heads * hd]."""
     P, R, nh, hd = q.shape
@@ -77,15 +90,25 @@ def _rows_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: La
     # prefix scores: one batched matmul per (prompt, kv head) over all rows and the query heads of its group
     qk = q5.permute(0, 2, 1, 3, 4).reshape(P, nkv, R * g, hd)
     s_prefix = torch.matmul(qk, K.transpose(2, 3)).view(P, nkv, R, g, T) * scaling
-    if state.mask is not None:
-        s_prefix = s_prefix + state.mask[:, None, None, None, :]
     self_scaling = scaling if self_scaling is None else self_scaling
     s_self = (q5 * k[:, :, :, None, :]).sum(-1).permute(0, 2, 1, 3).unsqueeze(-1) * self_scaling  # [P, nkv, R, g, 1]
+    mask = state.mask if mask is None else mask
+    if mask is not None:
+        s_prefix = s_prefix + mask[:, None, None, None, :]
     scores = torch.cat([s_prefix, s_self], dim=-1)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     out = torch.matmul(probs[..., :T].reshape(P, nkv, R * g, T), V).view(P, nkv, R, g, hd)
     out = out + probs[..., T:] * v.permute(0, 2, 1, 3).unsqueeze(3)  # own value: [P, nkv, R, 1, hd]
     return out.permute(0, 2, 1, 3, 4).reshape(P, R, nh * hd)
+
+
+def _rotate_back(K: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """R_t^T K for rotary keys K [P, kv_heads, T, hd] and the last position's cos, sin [P, 1, 1, hd] (float32,
+    including the rope type's attention_scaling): transformers' rotate_half convention. Returns K's dtype."""
+    half = K.shape[-1] // 2
+    Kf = K.float()
+    rotated = Kf * cos - torch.cat([-Kf[..., half:], Kf[..., :half]], dim=-1) * sin
+    return rotated.to(K.dtype)
 
 
 def _cache_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,6 +138,10 @@ class Adapter:
         """[H, d_model] view of layer ``layer``'s value vectors (row i: neuron i)."""
         raise NotImplementedError
 
+    def pre_activation_module(self, layer: int) -> nn.Module:
+        """The module whose output [..., H] is layer ``layer``'s FFN pre-activation (what the forks attribute)."""
+        raise NotImplementedError
+
     def input_embeddings(self) -> torch.Tensor:
         return self.model.get_input_embeddings().weight
 
@@ -129,9 +156,21 @@ class Adapter:
         """Residual stream [P, R, d] of the last tokens after layer ``layer``'s attention block, from x [P, R, d]."""
         raise NotImplementedError
 
+    def ffn_norm(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s FFN input norm of the residual stream x [..., d] (the input of its FFN): [..., d]."""
+        raise NotImplementedError
+
+    def ffn_from_pre(self, layer: int, g: torch.Tensor, x_normed: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s neurons [..., H] from its pre-activation g [..., H] and its normed FFN input x_normed
+        [..., d] (used by gated FFNs only; it broadcasts against g, so one [P, 1, d] serves many rows)."""
+        raise NotImplementedError
+
     def ffn_in(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """Layer ``layer``'s neuron activations [..., H] (the input of ffn_out_proj) from the residual x [..., d]."""
-        raise NotImplementedError
+        h = self.ffn_norm(layer, x)
+        return self.ffn_from_pre(layer, self.pre_activation_module(layer)(h), h)
+
+    ffn_out_affine = True  # ffn_out is affine in the neurons: kn.attribution's one-leaf-per-layer shortcut holds
 
     def ffn_out(self, layer: int, a: torch.Tensor) -> torch.Tensor:
         """What layer ``layer``'s FFN adds to the residual stream [..., d], given its neuron activations a [..., H]."""
@@ -145,15 +184,24 @@ class Adapter:
         """The output head: an nn.Linear with weight [vocab, d] (tied to the input embeddings in SmolLM2, GPT-2)."""
         return self.model.get_output_embeddings()
 
+    @property
+    def logit_softcapping(self) -> float | None:
+        """c where the model maps its logits z to c * tanh(z / c) (Gemma's final_logit_softcapping), else None."""
+        return None
+
     def final_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Next-token logits [..., vocab] from the residual stream x [..., d] after the last layer."""
-        return self.lm_head()(self.final_norm(x))
+        logits = self.lm_head()(self.final_norm(x))
+        cap = self.logit_softcapping
+        return logits if cap is None else torch.tanh(logits / cap) * cap
 
-    def _natural_state(self, base: nn.Module, prompts: list[torch.Tensor], mid_module, kv_heads: int, head_dim: int):
+    def _natural_state(self, base: nn.Module, prompts: list[torch.Tensor], mid_module, kv_heads: int, head_dim: int,
+                       cache=None):
         """Run the prompts through ``base`` (the model without its head) as one right-padded batch, with a cache and
         hooks. Right padding needs no attention mask: in a causal model a real token never sees the padding after it.
 
         mid_module(layer) is the module whose input is the residual stream just before the FFN (the FFN's norm).
+        cache: the transformers cache to fill (default: the model's own choice).
         Returns (kv per layer [P, kv_heads, T, hd] with T = the longest prefix, mask [P, T] or None, mids [L, P, d],
         acts [L, P, H], positions [P] = the last token's position)."""
         L = self.n_layers
@@ -180,7 +228,7 @@ class Adapter:
             handles.append(self.ffn_out_proj(layer).register_forward_pre_hook(keeper(acts, layer)))
         try:
             with torch.no_grad():
-                cache = base(input_ids=batch, use_cache=True).past_key_values
+                cache = base(input_ids=batch, use_cache=True, past_key_values=cache).past_key_values
         finally:
             for h in handles:
                 h.remove()
@@ -234,6 +282,8 @@ class Adapter:
 class GPT2Adapter(Adapter):
     """GPT-2: neurons are the input of ``mlp.c_proj`` (after GELU). ``c_proj`` is a Conv1D: weight [H, d_model]."""
 
+    family_name = "gpt2"
+
     def layers(self):
         return list(self.model.transformer.h)
 
@@ -247,6 +297,10 @@ class GPT2Adapter(Adapter):
 
     def value_vectors(self, layer: int) -> torch.Tensor:
         return self.ffn_out_proj(layer).weight  # Conv1D: [in=H, out=d_model]
+
+    def pre_activation_module(self, layer: int) -> nn.Module:
+        self._check(layer)
+        return self.layers()[layer].mlp.c_fc
 
     # --- last-token primitives ---------------------------------------------
     supports_last_token = True
@@ -275,25 +329,43 @@ class GPT2Adapter(Adapter):
         out = _rows_attention(q.reshape(shape), k.reshape(shape), v.reshape(shape), state, layer, scaling)
         return x + attn.c_proj(out)
 
-    def ffn_in(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        block = self.model.transformer.h[layer]
-        return block.mlp.act(block.mlp.c_fc(block.ln_2(x)))
+    def ffn_norm(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        return self.model.transformer.h[layer].ln_2(x)
+
+    def ffn_from_pre(self, layer: int, g: torch.Tensor, x_normed: torch.Tensor) -> torch.Tensor:
+        return self.model.transformer.h[layer].mlp.act(g)
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.transformer.ln_f(x)
 
 
+@dataclass
+class RotaryRows:
+    """What the rows' attention needs besides the cache, per layer (LastTokenState.extra of the Llama family and
+    Gemma 3, made by LlamaAdapter.last_token_state).
+
+    self_scaling: [L] floats, a^2 of each layer's rope type (the factor of a row's score against its own key).
+    masks: [L] of None (use LastTokenState.mask) or an additive [P, T] mask: on a sliding-window layer, the prompt's
+        mask plus -inf on the prefix positions s <= t - window that the last position t does not see."""
+
+    self_scaling: list[float]
+    masks: list[torch.Tensor | None]
+
+
 class LlamaAdapter(Adapter):
     """Llama family (Llama, Qwen2, Mistral, SmolLM2): neurons are the input of ``mlp.down_proj``, act(gate) * up.
 
-    ``down_proj`` is an nn.Linear: weight [d_model, H], so value vectors are its columns."""
+    ``down_proj`` is an nn.Linear: weight [d_model, H], so value vectors are its columns. Gemma3Adapter reuses this
+    class through the hooks _mid_module, _prefix_cache, _rotary, _window_masks, _qk and _attention_output."""
+
+    family_name = "llama"
 
     def layers(self):
         return list(self.model.model.layers)
 
     @property
     def n_neurons(self) -> int:
-        return self.model.config.intermediate_size
+        return self.config.intermediate_size
 
     def ffn_out_proj(self, layer: int) -> nn.Module:
         self._check(layer)
@@ -302,8 +374,33 @@ class LlamaAdapter(Adapter):
     def value_vectors(self, layer: int) -> torch.Tensor:
         return self.ffn_out_proj(layer).weight.T  # [H, d_model] view
 
+    def pre_activation_module(self, layer: int) -> nn.Module:
+        self._check(layer)
+        return self.layers()[layer].mlp.gate_proj
+
     # --- last-token primitives ---------------------------------------------
     supports_last_token = True
+
+    def _mid_module(self, layer: int) -> nn.Module:
+        """The module whose input is the residual stream just before layer ``layer``'s FFN."""
+        return self.model.model.layers[layer].post_attention_layernorm
+
+    def _prefix_cache(self):
+        """The transformers cache the prompts' forward fills (None: the model's default)."""
+        return None
+
+    def _rotary(self, positions: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        """Per layer: (cos, sin) [P, 1, hd] float32 at the last positions ``positions`` [P], and the attention_scaling
+        a they include. One rotary embedding for all layers."""
+        rotary = self.model.model.rotary_emb
+        dummy = torch.zeros(1, device=positions.device, dtype=torch.float32)
+        cos, sin = rotary(dummy, positions[:, None])
+        a = float(getattr(rotary, "attention_scaling", 1.0) or 1.0)
+        return [(cos, sin, a)] * self.n_layers
+
+    def _window_masks(self, mask: torch.Tensor | None, positions: torch.Tensor, T: int) -> list[torch.Tensor | None]:
+        """Per layer, a mask replacing ``mask`` [P, T] for a sliding-window layer, else None. Llama: none."""
+        return [None] * self.n_layers
 
     def last_token_state(self, prompts: list[torch.Tensor]) -> LastTokenState:
         """Rotary embedding, folded into the cache: every row of a prompt sits at the same position t, rotated by the
@@ -313,43 +410,119 @@ class LlamaAdapter(Adapter):
         base = self.model.model
         attn = base.layers[0].self_attn
         kv_heads = getattr(self.config, "num_key_value_heads", None) or self.config.num_attention_heads
-        kv, mask, mids, acts, positions = self._natural_state(
-            base, prompts, lambda l: base.layers[l].post_attention_layernorm, kv_heads, attn.head_dim)
+        kv, mask, mids, acts, positions = self._natural_state(base, prompts, self._mid_module, kv_heads, attn.head_dim,
+                                                              cache=self._prefix_cache())
         last = torch.stack([torch.as_tensor(ids, device=positions.device).reshape(-1)[-1] for ids in prompts])
         with torch.no_grad():
             emb = base.embed_tokens(last)  # [P, d]
-            dummy = torch.zeros(1, device=emb.device, dtype=torch.float32)
-            cos, sin = base.rotary_emb(dummy, positions[:, None])  # float32 [P, 1, hd] each
-            cos, sin = cos[:, None], sin[:, None]  # [P, 1, 1, hd], against K [P, kv_heads, T, hd]
-            half = attn.head_dim // 2
+            rotary = self._rotary(positions)
             for layer, (K, V) in enumerate(kv):
-                Kf = K.float()
-                rotated = Kf * cos - torch.cat([-Kf[..., half:], Kf[..., :half]], dim=-1) * sin  # R_t^T K
-                kv[layer] = (rotated.to(K.dtype), V)
-        a = float(getattr(base.rotary_emb, "attention_scaling", 1.0) or 1.0)
-        return LastTokenState(kv=kv, mask=mask, positions=positions, embedding=emb, mids=mids, acts=acts,
-                              extra=a * a)
+                cos, sin, _ = rotary[layer]  # [P, 1, hd] -> [P, 1, 1, hd], against K [P, kv_heads, T, hd]
+                kv[layer] = (_rotate_back(K, cos[:, None], sin[:, None]), V)
+        extra = RotaryRows(self_scaling=[a * a for _, _, a in rotary],
+                           masks=self._window_masks(mask, positions, kv[0][0].shape[2]))
+        return LastTokenState(kv=kv, mask=mask, positions=positions, embedding=emb, mids=mids, acts=acts, extra=extra)
+
+    def _qk(self, attn: nn.Module, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows' queries and keys [P, R, heads, hd] before the scores (Llama: as projected)."""
+        return q, k
+
+    def _attention_output(self, layer: int, out: torch.Tensor) -> torch.Tensor:
+        """What the attention block adds to the residual stream, from o_proj's output (Llama: that output)."""
+        return out
 
     def attention_last(self, layer: int, x: torch.Tensor, state: LastTokenState) -> torch.Tensor:
         block = self.model.model.layers[layer]
         attn = block.self_attn
         P, R, hd = x.shape[0], x.shape[1], attn.head_dim
         h = block.input_layernorm(x)
-        q = attn.q_proj(h).view(P, R, -1, hd)
-        k = attn.k_proj(h).view(P, R, -1, hd)
+        q, k = self._qk(attn, attn.q_proj(h).view(P, R, -1, hd), attn.k_proj(h).view(P, R, -1, hd))
         v = attn.v_proj(h).view(P, R, -1, hd)
         # no rotation here: the cache holds R_t^T K (see last_token_state)
-        a2 = state.extra
-        out = _rows_attention(q, k, v, state, layer, attn.scaling, attn.scaling * a2)
-        return x + attn.o_proj(out)
+        extra = state.extra
+        out = _rows_attention(q, k, v, state, layer, attn.scaling, attn.scaling * extra.self_scaling[layer],
+                              mask=extra.masks[layer])
+        return x + self._attention_output(layer, attn.o_proj(out))
 
-    def ffn_in(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        block = self.model.model.layers[layer]
-        h = block.post_attention_layernorm(x)
-        return block.mlp.act_fn(block.mlp.gate_proj(h)) * block.mlp.up_proj(h)
+    def ffn_norm(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        return self._mid_module(layer)(x)
+
+    def ffn_from_pre(self, layer: int, g: torch.Tensor, x_normed: torch.Tensor) -> torch.Tensor:
+        mlp = self.model.model.layers[layer].mlp
+        return mlp.act_fn(g) * mlp.up_proj(x_normed)
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.model.norm(x)
+
+
+class Gemma3Adapter(LlamaAdapter):
+    """Gemma 3 (text; Gemma3ForCausalLM): neurons are the input of ``mlp.down_proj``, act(gate) * up with GELU-tanh,
+    value vectors the columns of down_proj.weight, as in the Llama family. What differs (transformers'
+    modeling_gemma3):
+    - the embedding is scaled by sqrt(d_model) inside embed_tokens (the tied output head is not);
+    - RMSNorms multiply by (1 + weight), and each layer has four: x + post_attention_layernorm(attn(
+      input_layernorm(x))), then x + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(x))). "mid" is the
+      input of pre_feedforward_layernorm, and ffn_out(l, a) = post_feedforward_layernorm(down_proj(a)) is not affine
+      in a (ffn_out_affine False: kn.attribution gives every row its own leaf);
+    - q_norm and k_norm on the heads before the rotation (the rows apply them too, and the cache holds normed keys);
+    - a rotary embedding per layer type ("sliding_attention": local base, "full_attention": global base);
+    - sliding-window attention on local layers: a position t sees keys s > t - sliding_window. The prompts' forward
+      fills a cache without sliding layers (the model's default keeps only the last window - 1 keys), and the rows'
+      mask hides the prefix beyond the window: exact for any prompt length;
+    - scores scaled by query_pre_attn_scalar^-0.5 (attn.scaling); final logit softcapping where the config sets it.
+      config.attn_logit_softcapping is not applied by transformers' Gemma3Attention (Gemma 3 has QK-norm instead),
+      so not here either (a test pins this against the model).
+    Bidirectional configs (use_bidirectional_attention) are not causal: no fast path (supports_last_token False)."""
+
+    family_name = "gemma3"
+    ffn_out_affine = False
+
+    @property
+    def config(self):
+        return self.model.config.get_text_config()  # the model's own for Gemma3ForCausalLM
+
+    @property
+    def supports_last_token(self) -> bool:
+        return not getattr(self.config, "use_bidirectional_attention", False)
+
+    def _mid_module(self, layer: int) -> nn.Module:
+        return self.model.model.layers[layer].pre_feedforward_layernorm
+
+    def _prefix_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache()  # no config: full layers, every prefix key kept
+
+    def _rotary(self, positions: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        rotary = self.model.model.rotary_emb
+        dummy = torch.zeros(1, device=positions.device, dtype=torch.float32)
+        per_type = {}
+        for kind in set(self.config.layer_types):
+            cos, sin = rotary(dummy, positions[:, None], kind)
+            per_type[kind] = (cos, sin, float(getattr(rotary, f"{kind}_attention_scaling", 1.0) or 1.0))
+        return [per_type[kind] for kind in self.config.layer_types[: self.n_layers]]
+
+    def _window_masks(self, mask: torch.Tensor | None, positions: torch.Tensor, T: int) -> list[torch.Tensor | None]:
+        window = self.config.sliding_window
+        far = torch.arange(T, device=positions.device)[None, :] <= positions[:, None] - window  # [P, T]
+        if not bool(far.any()):  # every prompt fits in the window: the sliding layers see what the others see
+            return [None] * self.n_layers
+        base = torch.zeros(far.shape, device=far.device) if mask is None else mask
+        sliding = base.masked_fill(far, float("-inf"))
+        return [sliding if kind == "sliding_attention" else None for kind in self.config.layer_types[: self.n_layers]]
+
+    def _qk(self, attn: nn.Module, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return attn.q_norm(q), attn.k_norm(k)
+
+    def _attention_output(self, layer: int, out: torch.Tensor) -> torch.Tensor:
+        return self.model.model.layers[layer].post_attention_layernorm(out)
+
+    def ffn_out(self, layer: int, a: torch.Tensor) -> torch.Tensor:
+        return self.model.model.layers[layer].post_feedforward_layernorm(self.ffn_out_proj(layer)(a))
+
+    @property
+    def logit_softcapping(self) -> float | None:
+        return getattr(self.config, "final_logit_softcapping", None) or None
 
 
 _FAMILIES: dict[str, type[Adapter]] = {
@@ -357,6 +530,8 @@ _FAMILIES: dict[str, type[Adapter]] = {
     "llama": LlamaAdapter,
     "qwen2": LlamaAdapter,
     "mistral": LlamaAdapter,
+    "gemma3_text": Gemma3Adapter,
+    "gemma3": Gemma3Adapter,  # a text-only Gemma3ForCausalLM whose config reports the multimodal type
 }
 SUPPORTED_FAMILIES = tuple(sorted(_FAMILIES))
 
@@ -368,4 +543,4 @@ def adapter_for(model: nn.Module) -> Adapter:
         raise UnsupportedArchitecture(
             f"architecture {model_type!r} is not supported; supported model_type values: {', '.join(SUPPORTED_FAMILIES)}"
         )
-    return cls(model=model, family="gpt2" if cls is GPT2Adapter else "llama")
+    return cls(model=model, family=cls.family_name)

@@ -1,32 +1,53 @@
 """kn.attribution: integrated-gradients attribution to FFN neurons (Knowledge Neurons, Dai et al. 2022).
 
-A neuron (l, i) is input i of layer l's FFN output projection (``adapter.ffn_out_proj(l)``). For a prompt and a
-target token, P(w) is the softmax probability of the target at the last position when layer l's neurons at the
-last position are set to w (everything else natural). With w_bar the natural activations of layer l there,
+A neuron (l, i) is input i of layer l's FFN output projection (``adapter.ffn_out_proj(l)``): the papers' definition,
+``neuron="ffn_out_input"``. For a prompt and a target token, P(q) is the softmax probability of the target at the last
+position when layer l's attributed quantity at the last position is set to q (everything else natural). With q_bar
+its natural value there and a quadrature rule (nodes alpha_k in [0, 1], weights c_k summing to 1, m = steps),
 
-    Attr_i = w_bar_i * (1/m) * sum_k dP(alpha_k * w_bar) / dw_i,
-    alpha_k = k/m for k = 1..m (rule "right", default) or k = 0..m-1 (rule "left"), m = steps.
+    Attr_i = q_bar_i * sum_k c_k * dP(alpha_k * q_bar) / dq_i.
+
+Rules (``quadrature``): "right" (default; the paper's formula): alpha_k = k/m, k = 1..m, c_k = 1/m; "left" (Dai et
+al.'s code): k = 0..m-1, c_k = 1/m; "gauss_legendre": the m-node Gauss-Legendre rule on [0, 1] (exact for
+polynomials of degree 2m - 1 in alpha). Which quantity (``neuron``, NEURON_DEFINITIONS): "ffn_out_input", the
+neurons w themselves; or "pre_activation", what the EleutherAI and EasyEdit forks attribute: the FFN pre-activation
+(GPT-2 mlp.c_fc output h, so w = gelu(alpha * h); Llama / Gemma mlp.gate_proj output g, so w = act(alpha * g) * up).
 
 API
+    RULES = ("right", "left", "gauss_legendre"); NEURON_DEFINITIONS = ("ffn_out_input", "pre_activation")
+    quadrature(rule, steps) -> (alphas [m] float64, weights [m] float64)      # weights sum to 1
+    alphas(steps, rule="right") -> [m] float64, the nodes of quadrature(rule, steps)
     integrated_gradients(loaded, input_ids, target_ids, *, steps=20, rule="right", dtype=torch.float32,
-                         layers=None, progress=False, batch_prompts=None) -> IGResult   # fast (else the reference)
+                         layers=None, progress=False, batch_prompts=None, neuron="ffn_out_input") -> IGResult  # fast
     reference_integrated_gradients(loaded, input_ids, target_ids, *, steps=20, rule="right", layers=None,
-                                   progress=False) -> IGResult                          # the definition, slow
+                                   progress=False, neuron="ffn_out_input") -> IGResult   # the definition, slow
     IGResult(scores [prompt, layer, neuron], p_full [prompt, layer], p_zero [prompt, layer], target_ids [prompt],
-             steps, rule, layers)
-    alphas(steps, rule) -> [steps] float64 tensor of the scaling factors
-    ig_flops(n_layers, d_model, n_neurons, vocab, *, steps, seq, ...) -> float   # the fast kernel's FLOP count
-    model_flops(loaded, *, steps=20, seq=1) -> float                          # the same for a loaded model
+             steps, rule, layers, neuron)
+    integrand(loaded, input_ids [seq], target_id, alphas [n], *, layers=None, neuron="ffn_out_input",
+              batch_rows=None) -> IntegrandResult        # dP/dq at any alphas, one prompt, fast and chunked
+    reference_integrand(loaded, input_ids [seq], target_id, alphas [n], *, layers=None,
+                        neuron="ffn_out_input") -> IntegrandResult                    # the same by the definition
+    IntegrandResult(grads [n_alpha, layer, neuron], q_bar [layer, neuron], p [n_alpha, layer], alphas [n_alpha],
+                    layers, target_id, neuron)
+        # any rule's scores: q_bar * (weights[:, None, None] * grads).sum(0)
+    ig_flops(n_layers, d_model, n_neurons, vocab, *, steps, seq, ..., rule="right") -> float  # the fast kernel's FLOPs
+    model_flops(loaded, *, steps=20, seq=1, rule="right") -> float              # the same for a loaded model
 
 The fast kernel uses that, in a causal model, an intervention at the last position changes the last position only.
 The prompts run once (no grad; one right-padded batch), keeping each layer's prefix K/V and, at the last token,
 the residual stream just before each FFN and the neurons w_bar. Then every (layer l, alpha) pair becomes one row:
-the last token, re-entering the network at layer l with alpha * w_bar as its neurons there, and running through
-layers l+1..L-1 alone, attending to its prompt's cached prefix and to itself. All layers' rows go in one batch,
-ordered by layer, so the batch grows as layers come up (m*L*(L+1)/2 row-layers rather than m*L*L); the LM head and
-softmax run once over all rows, with a hand-written backward, and one backward gives every gradient. A few prompts
-share a batch (batch_prompts). The model-specific pieces are methods of the adapters (kn.adapters:
-last_token_state, attention_last, ffn_in, ffn_out, final_norm, lm_head); attribution.py names no submodule.
+the last token, re-entering the network at layer l with alpha * q_bar as its attributed quantity there, and running
+through layers l+1..L-1 alone, attending to its prompt's cached prefix and to itself. All layers' rows go in one
+batch, ordered by layer, so the batch grows as layers come up (m*L*(L+1)/2 row-layers rather than m*L*L); the LM head
+and softmax run once over all rows, with a hand-written backward, and one backward gives every gradient. A few
+prompts share a batch (batch_prompts). Two ways to take the gradient:
+- affine (the papers' neurons in GPT-2 and the Llama family): the residual stream after layer l is mid_l + ffn_out(w),
+  affine in w, so one leaf per layer added to the residual stream collects sum_k c_k dP/dx, and one vector-Jacobian
+  product through ffn_out per layer gives the scores;
+- per row (pre_activation, and Gemma 3 whose ffn_out ends in a norm): each row has its own leaf q = alpha * q_bar and
+  enters as mid_l + ffn_out(f(q)) (f: identity, or the activation times up), computed with grad.
+The model-specific pieces are methods of the adapters (kn.adapters: last_token_state, attention_last, ffn_in,
+ffn_norm, ffn_from_pre, ffn_out, final_norm, lm_head); attribution.py names no submodule.
 """
 
 from __future__ import annotations
@@ -39,9 +60,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["IGResult", "integrated_gradients", "reference_integrated_gradients", "alphas", "ig_flops", "model_flops"]
+__all__ = ["IGResult", "IntegrandResult", "integrated_gradients", "reference_integrated_gradients", "integrand",
+           "reference_integrand", "quadrature", "alphas", "RULES", "NEURON_DEFINITIONS", "ig_flops", "model_flops"]
 
-RULES = ("right", "left")
+RULES = ("right", "left", "gauss_legendre")
+NEURON_DEFINITIONS = ("ffn_out_input", "pre_activation")
 
 
 @dataclass
@@ -49,10 +72,10 @@ class IGResult:
     """Integrated-gradients scores for a batch of prompts.
 
     scores: float32 [prompt, layer, neuron]; Attr of each neuron (layer axis: ``layers``, all layers by default)
-    p_full: float32 [prompt, layer]; P(w_bar), the target probability with the layer's natural activations
-    p_zero: float32 [prompt, layer]; P(0), with the layer's activations at the last position set to zero
+    p_full: float32 [prompt, layer]; P(q_bar), the target probability with the layer's natural activations
+    p_zero: float32 [prompt, layer]; P(0), with the layer's attributed quantity at the last position set to zero
     target_ids: int64 [prompt]
-    steps, rule: the Riemann sum used; layers: the layer index of each entry of the layer axis.
+    steps, rule: the quadrature used; layers: the layer index of each entry of the layer axis; neuron: which quantity.
     Completeness: scores.sum(-1) ~ p_full - p_zero as steps grows."""
 
     scores: torch.Tensor
@@ -62,16 +85,58 @@ class IGResult:
     steps: int
     rule: str
     layers: list[int] = field(default_factory=list)
+    neuron: str = "ffn_out_input"
 
 
-def alphas(steps: int, rule: str = "right") -> torch.Tensor:
-    """The scaling factors alpha_k: k/m for k = 1..m ("right") or k = 0..m-1 ("left"). Returns [steps] float64."""
+@dataclass
+class IntegrandResult:
+    """The integrand of integrated gradients at given alphas, for one prompt.
+
+    grads: float32 [n_alpha, layer, neuron]; dP/dq_i with layer l's attributed quantity set to alpha * q_bar (the
+        other layers natural)
+    q_bar: float32 [layer, neuron]; the natural attributed quantity at the last position
+    p: float32 [n_alpha, layer]; the target probability at each alpha
+    alphas: float64 [n_alpha]; layers: the layer index of each entry of the layer axis; target_id; neuron.
+    A rule's scores: q_bar * (weights[:, None, None] * grads).sum(0) with (alphas, weights) = quadrature(rule, m)."""
+
+    grads: torch.Tensor
+    q_bar: torch.Tensor
+    p: torch.Tensor
+    alphas: torch.Tensor
+    layers: list[int]
+    target_id: int
+    neuron: str = "ffn_out_input"
+
+
+def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes and weights of a quadrature rule on [0, 1]: (alphas [m], weights [m]), float64, m = steps, nodes
+    increasing, weights summing to 1.
+
+    "right": alpha_k = k/m, k = 1..m (the paper's Riemann sum); "left": k = 0..m-1 (Dai et al.'s code); both weigh
+    1/m. "gauss_legendre": numpy's m-node Gauss-Legendre rule mapped from [-1, 1] to [0, 1] (weights halved)."""
     if rule not in RULES:
         raise ValueError(f"rule {rule!r}: use one of {RULES}")
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    k = torch.arange(1, steps + 1) if rule == "right" else torch.arange(0, steps)
-    return k.double() / steps
+    m = int(steps)
+    if rule == "gauss_legendre":
+        import numpy as np
+
+        nodes, weights = np.polynomial.legendre.leggauss(m)
+        return torch.from_numpy((nodes + 1.0) / 2.0), torch.from_numpy(weights / 2.0)
+    k = torch.arange(1, m + 1) if rule == "right" else torch.arange(0, m)
+    return k.double() / m, torch.full((m,), 1.0 / m, dtype=torch.float64)
+
+
+def alphas(steps: int, rule: str = "right") -> torch.Tensor:
+    """The scaling factors alpha_k of ``quadrature(rule, steps)``: k/m for k = 1..m ("right"), k = 0..m-1 ("left"),
+    or the Gauss-Legendre nodes. Returns [steps] float64."""
+    return quadrature(rule, steps)[0]
+
+
+def _check_neuron(neuron: str) -> None:
+    if neuron not in NEURON_DEFINITIONS:
+        raise ValueError(f"neuron {neuron!r}: use one of {NEURON_DEFINITIONS}")
 
 
 def _prompts(input_ids, device) -> list[torch.Tensor]:
@@ -92,11 +157,27 @@ def _prompts(input_ids, device) -> list[torch.Tensor]:
     return out
 
 
+def _one_prompt(input_ids, device) -> torch.Tensor:
+    """One prompt: a [seq] LongTensor or int list (or a [1, seq] tensor)."""
+    ids = torch.as_tensor(input_ids, dtype=torch.long, device=device)
+    if ids.dim() == 2 and ids.shape[0] == 1:
+        ids = ids[0]
+    if ids.dim() != 1 or ids.numel() == 0:
+        raise ValueError(f"input_ids: one non-empty prompt [seq] expected, got shape {tuple(ids.shape)}")
+    return ids
+
+
 def _targets(target_ids, n: int) -> torch.Tensor:
     t = torch.as_tensor(target_ids, dtype=torch.long).reshape(-1).cpu()
     if t.numel() != n:
         raise ValueError(f"{t.numel()} target ids for {n} prompts")
     return t
+
+
+def _check_vocab(adapter, targets: torch.Tensor) -> None:
+    vocab = adapter.input_embeddings().shape[0]
+    if targets.numel() and not (0 <= int(targets.min()) and int(targets.max()) < vocab):
+        raise ValueError(f"target ids must lie in 0..{vocab - 1}")
 
 
 def _layers(layers, n_layers: int) -> list[int]:
@@ -108,10 +189,19 @@ def _layers(layers, n_layers: int) -> list[int]:
     return out
 
 
-def _target_prob(logits: torch.Tensor, target: int) -> torch.Tensor:  # the reference's: plain autograd
-    """softmax(logits)[..., target] computed in float32 (float64 stays): [...]"""
+def _integrand_alphas(values) -> torch.Tensor:
+    a = torch.as_tensor(values, dtype=torch.float64).reshape(-1).cpu()
+    if a.numel() == 0 or not bool(torch.isfinite(a).all()):
+        raise ValueError("alphas: need at least one finite value")
+    return a
+
+
+def _target_prob(logits: torch.Tensor, target) -> torch.Tensor:  # the reference's: plain autograd
+    """softmax(logits)[..., target] computed in float32 (float64 stays): [...]. target: an int, or a LongTensor
+    [...] of one target per row."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    return torch.exp(logits[..., target] - torch.logsumexp(logits, dim=-1))
+    picked = logits[..., target] if isinstance(target, int) else logits.gather(-1, target[..., None])[..., 0]
+    return torch.exp(picked - torch.logsumexp(logits, dim=-1))
 
 
 def _progress(it, enabled: bool, desc: str):
@@ -122,78 +212,135 @@ def _progress(it, enabled: bool, desc: str):
     return tqdm(it, desc=desc)
 
 
+def _row_alphas(steps: int, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The alphas of one layer's rows and their weights, float64 [r]: the rule's nodes, plus alpha 0 first and alpha 1
+    last where the rule lacks them (weight 0: they give P(0) and P(q_bar) and are not part of the sum).
+
+    "right": [0, 1/m, ..., 1] (r = m + 1); "left": [0, ..., (m-1)/m, 1] (r = m + 1); "gauss_legendre": [0, nodes,
+    1] (r = m + 2). Row 0 is always alpha 0 and row r - 1 alpha 1."""
+    a, w = quadrature(rule, steps)
+    zero = a.new_zeros(1)
+    if float(a[0]) != 0.0:
+        a, w = torch.cat([zero, a]), torch.cat([zero, w])
+    if float(a[-1]) != 1.0:
+        a, w = torch.cat([a, zero + 1.0]), torch.cat([w, zero])
+    return a, w
+
+
+def _hook_attributed(adapter, layer: int, neuron: str, fn):
+    """Register ``fn`` on the module carrying layer ``layer``'s attributed quantity: fn(x [batch, seq, H]) returns a
+    replacement for x or None. "ffn_out_input": a forward pre-hook on ffn_out_proj (x its input); "pre_activation":
+    a forward hook on pre_activation_module (x its output). Returns the hook handle."""
+    if neuron == "ffn_out_input":
+        def pre(module, args):
+            new = fn(args[0])
+            return None if new is None else (new, *args[1:])
+
+        return adapter.ffn_out_proj(layer).register_forward_pre_hook(pre)
+    return adapter.pre_activation_module(layer).register_forward_hook(lambda module, args, out: fn(out))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # reference: the definition
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _reference_prompt(loaded, ids: torch.Tensor, target: int, layer_list: list[int], row_alphas: torch.Tensor,
+                      neuron: str):
+    """dP/dq at every alpha of ``row_alphas`` [r] and every layer of ``layer_list`` (n) for one prompt ids [seq], by
+    the definition: per layer one batch of r copies of the whole sequence whose attributed quantity at the last
+    position is alpha * q_bar (a leaf requiring grad, put in by a hook), one backward of the summed probabilities
+    (the rows are independent: each row's gradient is its own).
+
+    Returns (q_bar [n, H], grads [r, n, H], prob [r, n]), float32 on the CPU."""
+    model, adapter = loaded.model, loaded.adapter
+    n, r = len(layer_list), row_alphas.numel()
+    q_bar: dict[int, torch.Tensor] = {}
+
+    def grabber(l):
+        def grab(x):
+            q_bar[l] = x[0, -1].detach().clone()
+        return grab
+
+    handles = [_hook_attributed(adapter, l, neuron, grabber(l)) for l in layer_list]
+    try:
+        with torch.no_grad():
+            model(input_ids=ids[None], use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+
+    grads = torch.zeros(r, n, adapter.n_neurons)
+    prob_out = torch.zeros(r, n)
+    batch = ids[None].expand(r, -1)
+    # All positions' logits, although only the last one's are used: with transformers' logits_to_keep=1 the
+    # reference is ~1.6x faster but its float32 gradients are ~1e-4 off (the LM head's backward on the strided
+    # slice hidden[:, -1:] loses precision in torch 2.13 on CPU), and the reference is the yardstick.
+    for j, l in enumerate(layer_list):
+        a = row_alphas.to(device=q_bar[l].device, dtype=q_bar[l].dtype)
+        leaf = (a[:, None] * q_bar[l][None]).requires_grad_(True)  # [r, H]
+
+        def put(x, leaf=leaf):
+            return torch.cat([x[:, :-1], leaf[:, None].to(x.dtype)], dim=1)
+
+        handle = _hook_attributed(adapter, l, neuron, put)
+        try:
+            with torch.enable_grad():
+                logits = model(input_ids=batch, use_cache=False).logits[:, -1]
+                prob = _target_prob(logits, target)  # [r]
+                (grad,) = torch.autograd.grad(prob.sum(), leaf)
+        finally:
+            handle.remove()
+        grads[:, j] = grad.float().cpu()
+        prob_out[:, j] = prob.detach().float().cpu()
+    return torch.stack([q_bar[l].float().cpu() for l in layer_list]), grads, prob_out
+
+
 def reference_integrated_gradients(loaded, input_ids, target_ids, *, steps: int = 20, rule: str = "right",
-                                   layers: Sequence[int] | None = None, progress: bool = False) -> IGResult:
+                                   layers: Sequence[int] | None = None, progress: bool = False,
+                                   neuron: str = "ffn_out_input") -> IGResult:
     """Integrated gradients by the definition: for each prompt and layer, the whole model on the whole sequence.
 
     loaded: kn.models.LoadedModel (any family kn.adapters supports).
     input_ids: list of [seq] LongTensors (or int lists), or one [seq] / [prompt, seq] LongTensor; prompts may differ
         in length; seq >= 1.
     target_ids: [prompt] LongTensor or list of ints: the token whose probability at the last position is attributed.
-    steps: m, the number of Riemann-sum points; rule: "right" (alpha = 1/m..1) or "left" (alpha = 0..(m-1)/m).
+    steps: m, the number of quadrature nodes; rule: one of RULES (see ``quadrature``).
     layers: layer indices to attribute (default all); the result's layer axis follows them in increasing order.
+    neuron: one of NEURON_DEFINITIONS (see the module docstring).
     Returns IGResult (scores [prompt, layer, neuron] float32, p_full / p_zero [prompt, layer]).
 
-    Per prompt and layer l: one batch of m + 1 copies of the sequence whose layer-l neurons at the last position are
-    alpha_k * w_bar (a leaf requiring grad, put in by a forward pre-hook on ffn_out_proj(l)); one backward."""
-    model, adapter = loaded.model, loaded.adapter
-    device = loaded.device
-    prompts = _prompts(input_ids, device)
+    Per prompt and layer l: one batch of the rule's nodes plus alpha 0 and 1 (see _row_alphas), each a copy of the
+    sequence whose layer-l quantity at the last position is alpha * q_bar (a leaf requiring grad, put in by a hook on
+    the adapter's module); one backward; the weighted sum of the nodes' gradients."""
+    _check_neuron(neuron)
+    adapter = loaded.adapter
+    prompts = _prompts(input_ids, loaded.device)
     targets = _targets(target_ids, len(prompts))
     layer_list = _layers(layers, adapter.n_layers)
-    row_alphas, grad_rows = _row_alphas(steps, rule)  # m + 1 alphas from 0 to 1
-    n_rows = row_alphas.numel()
+    row_alphas, row_weights = _row_alphas(steps, rule)
 
     scores = torch.zeros(len(prompts), len(layer_list), adapter.n_neurons)
     p_full = torch.zeros(len(prompts), len(layer_list))
     p_zero = torch.zeros(len(prompts), len(layer_list))
     for p, ids in enumerate(_progress(prompts, progress, "reference IG")):
-        target = int(targets[p])
-        # natural activations of every layer at the last position
-        w_bar: dict[int, torch.Tensor] = {}
-        handles = []
-        for l in layer_list:
-            def grab(module, args, l=l):
-                w_bar[l] = args[0][0, -1].detach().clone()
-            handles.append(adapter.ffn_out_proj(l).register_forward_pre_hook(grab))
-        try:
-            with torch.no_grad():
-                model(input_ids=ids[None], use_cache=False)
-        finally:
-            for h in handles:
-                h.remove()
+        q_bar, grads, prob = _reference_prompt(loaded, ids, int(targets[p]), layer_list, row_alphas, neuron)
+        scores[p] = q_bar * (row_weights[:, None, None] * grads.double()).sum(0).float()
+        p_zero[p], p_full[p] = prob[0], prob[-1]
+    return IGResult(scores, p_full, p_zero, targets, int(steps), rule, layer_list, neuron)
 
-        batch = ids[None].expand(n_rows, -1)
-        # All positions' logits, although only the last one's are used: with transformers' logits_to_keep=1 the
-        # reference is ~1.6x faster but its float32 gradients are ~1e-4 off (the LM head's backward on the strided
-        # slice hidden[:, -1:] loses precision in torch 2.13 on CPU), and the reference is the yardstick.
-        for j, l in enumerate(layer_list):
-            a = row_alphas.to(device=device, dtype=w_bar[l].dtype)
-            leaf = (a[:, None] * w_bar[l][None]).requires_grad_(True)  # [m + 1, H]
 
-            def put(module, args, leaf=leaf):
-                x = args[0]
-                return (torch.cat([x[:, :-1], leaf[:, None].to(x.dtype)], dim=1), *args[1:])
+def reference_integrand(loaded, input_ids, target_id: int, alphas, *, layers: Sequence[int] | None = None,
+                        neuron: str = "ffn_out_input") -> IntegrandResult:
+    """``integrand`` by the definition (the whole model per layer; one batch of len(alphas) copies of the prompt).
 
-            handle = adapter.ffn_out_proj(l).register_forward_pre_hook(put)
-            try:
-                with torch.enable_grad():
-                    logits = model(input_ids=batch, use_cache=False).logits[:, -1]
-                    prob = _target_prob(logits, target)  # [m + 1]
-                    # the extra row (alpha 0 under "right", 1 under "left") is not part of the sum
-                    (grad,) = torch.autograd.grad(prob[grad_rows].sum(), leaf)
-            finally:
-                handle.remove()
-            grad = grad[grad_rows].float()
-            scores[p, j] = (w_bar[l].float() * grad.mean(0)).cpu()
-            p_full[p, j] = prob[-1].detach().float().cpu()  # alpha = 1
-            p_zero[p, j] = prob[0].detach().float().cpu()  # alpha = 0
-    return IGResult(scores, p_full, p_zero, targets, int(steps), rule, layer_list)
+    input_ids: one [seq] LongTensor or int list; target_id: int; alphas: [n] (any values, usually in [0, 1])."""
+    _check_neuron(neuron)
+    ids = _one_prompt(input_ids, loaded.device)
+    a = _integrand_alphas(alphas)
+    layer_list = _layers(layers, loaded.adapter.n_layers)
+    q_bar, grads, prob = _reference_prompt(loaded, ids, int(target_id), layer_list, a, neuron)
+    return IntegrandResult(grads, q_bar, prob, a, layer_list, int(target_id), neuron)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -266,46 +413,69 @@ class _TargetProb(torch.autograd.Function):
         return grad_h.to(weight.dtype), None, None, None, None
 
 
+def _plain_head(adapter) -> bool:
+    """Whether the logits are lm_head()(final_norm(x)) with an nn.Linear head and nothing after (no softcapping)."""
+    return isinstance(adapter.lm_head(), torch.nn.Linear) and adapter.logit_softcapping is None
+
+
 def _target_prob_head(adapter, x: torch.Tensor, target: torch.Tensor, buffer: torch.Tensor | None = None):
     """Target probability [N] (float32 or wider) from the residual stream x [N, d] after the last layer.
 
     target: [N] LongTensor, one target id per row."""
+    if not _plain_head(adapter):  # an unusual head, or Gemma's logit softcapping: plain autograd
+        return _target_prob(adapter.final_logits(x), target)
     head = adapter.lm_head()
-    if not isinstance(head, torch.nn.Linear):  # an unusual head: plain autograd
-        logits = adapter.final_logits(x)
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        return torch.softmax(logits, -1).gather(1, target[:, None])[:, 0]
     return _TargetProb.apply(adapter.final_norm(x), head.weight, head.bias, target, buffer)
 
 
-def _row_alphas(steps: int, rule: str) -> tuple[torch.Tensor, slice]:
-    """The alphas of one layer's rows: m + 1 of them, from 0 to 1, and which m enter the gradient sum.
-
-    "right": [0, 1/m, ..., 1], gradient rows 1..m; "left": [0, ..., (m-1)/m, 1], gradient rows 0..m-1.
-    Row 0 (alpha 0) gives P(0) and row m (alpha 1) gives P(w_bar), as in the reference."""
-    a = alphas(steps, rule)
-    if rule == "right":
-        return torch.cat([a.new_zeros(1), a]), slice(1, steps + 1)
-    return torch.cat([a, a.new_ones(1)]), slice(0, steps)
+def _head_buffer(adapter, rows: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """A float32 [rows, vocab] buffer for _TargetProb's logits, or None where it does not apply."""
+    head = adapter.lm_head()
+    if dtype != torch.float32 or not _plain_head(adapter) or head.weight.dtype != torch.float32:
+        return None
+    return torch.empty(rows, head.weight.shape[0], device=head.weight.device, dtype=torch.float32)
 
 
-def _fast_group(adapter, prompts: list[torch.Tensor], targets: torch.Tensor, steps: int, rule: str,
-                layer_list: list[int], buffer: torch.Tensor | None):
-    """A group of P prompts at once. prompts: P [seq] LongTensors; targets: [P].
+def _natural_quantity(adapter, state, layer_list: list[int], neuron: str) -> torch.Tensor:
+    """q_bar [n, P, H]: the attributed quantity at the last tokens of ``state`` (no grad)."""
+    if neuron == "ffn_out_input":
+        return state.acts[layer_list]
+    return torch.stack([adapter.pre_activation_module(l)(adapter.ffn_norm(l, state.mids[l])) for l in layer_list])
 
-    Returns (scores [P, n, H], p_full [P, n], p_zero [P, n]) float32, n = len(layer_list).
+
+def _run_rows(adapter, state, layer_list: list[int], entry, targets: torch.Tensor, buffer) -> torch.Tensor:
+    """Every (layer, alpha) row through the network and the LM head: the target probability [P, n, r].
+
+    entry(i, l) -> [P, r, d]: the residual stream, after the FFN of layer l = layer_list[i], of the rows entering
+    there. Rows are ordered by layer along dim 1, so at layer j the active rows (entry layer <= j) are everything built
+    so far; the rows of layer j join at the end. targets: [P] (one per prompt)."""
+    n, P = len(layer_list), state.mids.shape[1]
+    rows = None  # [P, active rows, d]
+    k = 0
+    for j in range(layer_list[0], adapter.n_layers):
+        if rows is not None:
+            rows = adapter.attention_last(j, rows, state)
+            rows = rows + adapter.ffn_out(j, adapter.ffn_in(j, rows))
+        if k < n and layer_list[k] == j:
+            new = entry(k, j)
+            rows = new if rows is None else torch.cat([rows, new], dim=1)
+            k += 1
+    r = rows.shape[1] // n
+    row_targets = targets.to(rows.device).repeat_interleave(n * r)  # rows are ordered (prompt, layer, alpha)
+    return _target_prob_head(adapter, rows.reshape(P * n * r, -1), row_targets, buffer).view(P, n, r)
+
+
+def _affine_group(adapter, state, targets: torch.Tensor, layer_list: list[int], row_alphas: torch.Tensor,
+                  row_weights: torch.Tensor, buffer):
+    """The papers' neurons where ffn_out is affine. Returns (scores [P, n, H] float32, prob [P, n, r]).
 
     P depends on layer l's neurons w only through the residual stream x = mid_l + ffn_out(w), and ffn_out is affine,
-    so dP/dw = J_l^T dP/dx with J_l its (constant) matrix, and the Riemann sum needs only the sum over the rows of
-    dP/dx: Attr_l = w_bar * J_l^T (sum_k dP/dx(alpha_k)) / m. The leaf is therefore one [n, P, d] tensor added to the
-    gradient rows' residual stream at their entry layer (its gradient is that sum), and J_l^T is applied once per
-    layer afterwards (a vector-Jacobian product through ffn_out), not to every row."""
-    n = len(layer_list)
-    row_alphas, grad_rows = _row_alphas(steps, rule)
-    r = row_alphas.numel()
+    so dP/dw = J_l^T dP/dx with J_l its (constant) matrix, and the quadrature needs only the weighted sum over the rows
+    of dP/dx: Attr_l = w_bar * J_l^T (sum_k c_k dP/dx(alpha_k)). The leaf is therefore one [n, P, d] tensor added,
+    times c_k, to the rows' residual stream at their entry layer (its gradient is that sum), and J_l^T is applied once
+    per layer afterwards (a vector-Jacobian product through ffn_out), not to every row."""
+    n, P = len(layer_list), state.mids.shape[1]
     with torch.no_grad():
-        state = adapter.last_token_state(prompts)
-        P = len(prompts)
         w_bar = state.acts[layer_list]  # [n, P, H]
         dtype, device = w_bar.dtype, w_bar.device
         a = row_alphas.to(device=device, dtype=dtype)[:, None]  # [r, 1]
@@ -314,49 +484,84 @@ def _fast_group(adapter, prompts: list[torch.Tensor], targets: torch.Tensor, ste
             out_0 = adapter.ffn_out(l, torch.zeros_like(w_bar[i]))  # the bias, or zeros: [P, d]
             out_1 = adapter.ffn_out(l, w_bar[i])
             entries.append(state.mids[l][:, None, :] + out_0[:, None, :] + a * (out_1 - out_0)[:, None, :])
-        in_sum = torch.zeros(r, 1, device=device, dtype=dtype)
-        in_sum[grad_rows] = 1.0  # which rows the leaf reaches
-        row_targets = targets.to(device).repeat_interleave(n * r)  # rows are ordered (prompt, layer, alpha)
+        weight = row_weights.to(device=device, dtype=dtype)[:, None]  # [r, 1]: c_k, 0 on the extra rows
         leaf = torch.zeros(n, P, 1, adapter.d_model, device=device, dtype=dtype)
 
     with torch.enable_grad():
         leaf.requires_grad_(True)
         per_layer = leaf.unbind(0)  # views; their gradients come back as one stack
-        # Rows re-enter the network at their layer and run to the end. Ordered by layer along dim 1, so at layer j the
-        # active rows (entry layer <= j) are everything built so far; the rows of layer j join at the end.
-        rows = None  # [P, active rows, d]
-        k = 0
-        for j in range(layer_list[0], adapter.n_layers):
-            if rows is not None:
-                rows = adapter.attention_last(j, rows, state)
-                rows = rows + adapter.ffn_out(j, adapter.ffn_in(j, rows))
-            if k < n and layer_list[k] == j:
-                new = entries[k] + per_layer[k] * in_sum  # [P, r, d]
-                rows = new if rows is None else torch.cat([rows, new], dim=1)
-                k += 1
-        prob = _target_prob_head(adapter, rows.reshape(P * n * r, -1), row_targets, buffer).view(P, n, r)
-        (grad_x,) = torch.autograd.grad(prob[:, :, grad_rows].sum(), leaf)  # [n, P, 1, d]: sum_k dP/dx
+        prob = _run_rows(adapter, state, layer_list, lambda i, l: entries[i] + per_layer[i] * weight, targets, buffer)
+        (grad_x,) = torch.autograd.grad(prob.sum(), leaf)  # [n, P, 1, d]: sum_k c_k dP/dx
     scores = torch.empty(P, n, adapter.n_neurons)
     with torch.enable_grad():
         for i, l in enumerate(layer_list):  # J_l^T, through the FFN output projection itself
             w = w_bar[i].clone().requires_grad_(True)
             (grad_w,) = torch.autograd.grad(adapter.ffn_out(l, w), w, grad_outputs=grad_x[i, :, 0])
-            scores[:, i] = (w_bar[i].float() * grad_w.float() / steps).cpu()
-    prob = prob.detach().float()
+            scores[:, i] = (w_bar[i].float() * grad_w.float()).cpu()
+    return scores, prob.detach()
+
+
+def _row_gradients(adapter, state, targets: torch.Tensor, layer_list: list[int], neuron: str, q_bar: torch.Tensor,
+                   row_alphas: torch.Tensor, row_weights: torch.Tensor | None, buffer):
+    """Each (layer, alpha) row with its own leaf q = alpha * q_bar on the attributed quantity, entering as
+    mid_l + ffn_out(f(q)) (f: identity for "ffn_out_input"; for "pre_activation" the activation times up, with up
+    from the natural normed FFN input); one backward.
+
+    q_bar: [n, P, H]; row_alphas: [r]; row_weights: [r] or None (all 1). Returns (grad [n, P, r, H] = c_k * dP/dq at
+    each row, prob [P, n, r]), in the compute dtype on the device."""
+    with torch.no_grad():
+        leaf = row_alphas.to(device=q_bar.device, dtype=q_bar.dtype)[None, None, :, None] * q_bar[:, :, None, :]
+        x_normed = None
+        if neuron == "pre_activation":  # [P, 1, d] per layer: broadcasts over the rows in ffn_from_pre
+            x_normed = [adapter.ffn_norm(l, state.mids[l])[:, None, :] for l in layer_list]
+
+    with torch.enable_grad():
+        leaf.requires_grad_(True)
+        per_layer = leaf.unbind(0)
+
+        def entry(i, l):
+            q = per_layer[i]
+            w = q if x_normed is None else adapter.ffn_from_pre(l, q, x_normed[i])
+            return state.mids[l][:, None, :] + adapter.ffn_out(l, w)
+
+        prob = _run_rows(adapter, state, layer_list, entry, targets, buffer)
+        objective = prob.sum() if row_weights is None else (prob * row_weights.to(prob)).sum()
+        (grad,) = torch.autograd.grad(objective, leaf)
+    return grad, prob.detach()
+
+
+def _fast_group(adapter, prompts: list[torch.Tensor], targets: torch.Tensor, steps: int, rule: str,
+                layer_list: list[int], buffer: torch.Tensor | None, neuron: str = "ffn_out_input"):
+    """A group of P prompts at once. prompts: P [seq] LongTensors; targets: [P].
+
+    Returns (scores [P, n, H], p_full [P, n], p_zero [P, n]) float32, n = len(layer_list). The affine shortcut
+    (_affine_group) where it holds, else one leaf per row (_row_gradients)."""
+    row_alphas, row_weights = _row_alphas(steps, rule)
+    with torch.no_grad():
+        state = adapter.last_token_state(prompts)
+    if neuron == "ffn_out_input" and adapter.ffn_out_affine:
+        scores, prob = _affine_group(adapter, state, targets, layer_list, row_alphas, row_weights, buffer)
+    else:
+        with torch.no_grad():
+            q_bar = _natural_quantity(adapter, state, layer_list, neuron)
+        grad, prob = _row_gradients(adapter, state, targets, layer_list, neuron, q_bar, row_alphas, row_weights, buffer)
+        scores = (q_bar.float() * grad.float().sum(2)).transpose(0, 1).cpu()  # [P, n, H]
+    prob = prob.float()
     return scores, prob[:, :, -1], prob[:, :, 0]
 
 
 def integrated_gradients(loaded, input_ids, target_ids, *, steps: int = 20, rule: str = "right",
                          dtype: torch.dtype = torch.float32, layers: Sequence[int] | None = None,
-                         progress: bool = False, batch_prompts: int | None = None) -> IGResult:
+                         progress: bool = False, batch_prompts: int | None = None,
+                         neuron: str = "ffn_out_input") -> IGResult:
     """Integrated gradients over every FFN neuron, fast: same results as ``reference_integrated_gradients``.
 
-    loaded: kn.models.LoadedModel. Families with the adapters' last-token methods (GPT-2, Llama / Qwen2 / Mistral)
-        take the fast path on the model's device; others fall back to the reference.
+    loaded: kn.models.LoadedModel. Families with the adapters' last-token methods (GPT-2, Llama / Qwen2 / Mistral,
+        Gemma 3) take the fast path on the model's device; others fall back to the reference.
     input_ids: list of [seq] LongTensors (or int lists), or one [seq] / [prompt, seq] LongTensor; prompts may differ
         in length; seq >= 1.
     target_ids: [prompt] LongTensor or list of ints.
-    steps: m; rule: "right" (alpha = 1/m..1) or "left" (alpha = 0..(m-1)/m).
+    steps: m; rule: "right" (alpha = 1/m..1), "left" (alpha = 0..(m-1)/m) or "gauss_legendre" (see ``quadrature``).
     dtype: compute dtype: torch.float32 (default), or torch.bfloat16 / torch.float16 by autocast (matrix products in
         that dtype, norms, softmax and the residual stream in float32; on CPUs without native bfloat16 it is ~40x
         slower than float32); a float32 run of a bfloat16 model uses a float32 copy of it, cached while the model
@@ -365,24 +570,25 @@ def integrated_gradients(loaded, input_ids, target_ids, *, steps: int = 20, rule
     progress: a tqdm bar over prompt groups.
     batch_prompts: prompts per batch (default 2 on CPU, 8 on CUDA); their prefixes are padded and masked. On the
         2-core CPU, 2 prompts per batch are ~12% faster per prompt than 1 and 4 no faster than 2.
+    neuron: "ffn_out_input" (the papers' neurons, default) or "pre_activation" (the forks'); see the module docstring.
     Returns IGResult: scores [prompt, layer, neuron], p_full / p_zero [prompt, layer], target_ids [prompt].
 
-    Work: m + 1 rows per layer (alpha 0 for P(0) besides the m gradient points, or alpha 1 for P(w_bar) under "left"),
-    m*L*(L+1)/2 last-token row-layers, one LM head + softmax over all rows, one backward. See ``ig_flops``."""
+    Work: r rows per layer (the m nodes, plus alpha 0 for P(0) and / or alpha 1 for P(q_bar) where the rule lacks
+    them: r = m + 1, or m + 2 for Gauss-Legendre), m*L*(L+1)/2 last-token row-layers, one LM head + softmax over all
+    rows, one backward. See ``ig_flops``."""
     if isinstance(dtype, str):
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
                  "float64": torch.float64}[dtype]
-    if not getattr(loaded.adapter, "supports_last_token", False):
+    _check_neuron(neuron)
+    if not loaded.adapter.supports_last_token:
         return reference_integrated_gradients(loaded, input_ids, target_ids, steps=steps, rule=rule, layers=layers,
-                                              progress=progress)
-    _row_alphas(steps, rule)  # validates steps and rule
+                                              progress=progress, neuron=neuron)
+    r = _row_alphas(steps, rule)[0].numel()  # validates steps and rule
     adapter, context = _compute_in(loaded, dtype)
     device = loaded.device
     prompts = _prompts(input_ids, device)
     targets = _targets(target_ids, len(prompts))
-    vocab = adapter.input_embeddings().shape[0]
-    if targets.numel() and not (0 <= int(targets.min()) and int(targets.max()) < vocab):
-        raise ValueError(f"target ids must lie in 0..{vocab - 1}")
+    _check_vocab(adapter, targets)
     layer_list = _layers(layers, adapter.n_layers)
     if batch_prompts is None:
         batch_prompts = 8 if device.type == "cuda" else 2
@@ -391,22 +597,60 @@ def integrated_gradients(loaded, input_ids, target_ids, *, steps: int = 20, rule
     scores = torch.zeros(len(prompts), len(layer_list), adapter.n_neurons)
     p_full = torch.zeros(len(prompts), len(layer_list))
     p_zero = torch.zeros(len(prompts), len(layer_list))
-    buffer = None
-    head = adapter.lm_head()
-    if dtype == torch.float32 and isinstance(head, torch.nn.Linear) and head.weight.dtype == torch.float32:
-        rows = min(batch_prompts, len(prompts)) * len(layer_list) * (int(steps) + 1)
-        buffer = torch.empty(rows, head.weight.shape[0], device=head.weight.device, dtype=torch.float32)
+    buffer = _head_buffer(adapter, min(batch_prompts, len(prompts)) * len(layer_list) * r, dtype)
     starts = range(0, len(prompts), batch_prompts)
     for start in _progress(starts, progress, "IG"):
         group = slice(start, start + batch_prompts)
         with context:
-            s, pf, pz = _fast_group(adapter, prompts[group], targets[group], int(steps), rule, layer_list, buffer)
+            s, pf, pz = _fast_group(adapter, prompts[group], targets[group], int(steps), rule, layer_list, buffer,
+                                    neuron)
         scores[group], p_full[group], p_zero[group] = s.cpu(), pf.cpu(), pz.cpu()
-    return IGResult(scores, p_full, p_zero, targets, int(steps), rule, layer_list)
+    return IGResult(scores, p_full, p_zero, targets, int(steps), rule, layer_list, neuron)
+
+
+def integrand(loaded, input_ids, target_id: int, alphas, *, layers: Sequence[int] | None = None,
+              neuron: str = "ffn_out_input", batch_rows: int | None = None) -> IntegrandResult:
+    """The integrand dP/dq at any alphas for ONE prompt, fast: the kernel's last-token rows, one leaf per row.
+
+    input_ids: one [seq] LongTensor or int list; target_id: int; alphas: [n] floats (any values, usually in [0, 1];
+        repeats allowed). layers: as in integrated_gradients; neuron: one of NEURON_DEFINITIONS.
+    batch_rows: at most this many (layer, alpha) rows per forward + backward (default 1024 on CPU, 4096 on CUDA):
+        the alphas go in chunks of max(1, batch_rows // n_layers), and only the returned gradients accumulate, so
+        thousands of alphas fit (SmolLM2-135M, 2,001 alphas: a [2001, 30, 1536] float32 result, 370 MB, plus one
+        chunk's activations and its [batch_rows, vocab] float32 logits).
+    Returns IntegrandResult (grads [n_alpha, layer, neuron], q_bar [layer, neuron], p [n_alpha, layer]) on the CPU;
+    q_bar * (weights[:, None, None] * grads).sum(0) is any quadrature's scores. Computes in the model's dtype.
+    Families without the last-token methods fall back to ``reference_integrand``."""
+    _check_neuron(neuron)
+    if not loaded.adapter.supports_last_token:
+        return reference_integrand(loaded, input_ids, target_id, alphas, layers=layers, neuron=neuron)
+    adapter, device = loaded.adapter, loaded.device
+    ids = _one_prompt(input_ids, device)
+    a = _integrand_alphas(alphas)
+    targets = _targets([int(target_id)], 1)
+    _check_vocab(adapter, targets)
+    layer_list = _layers(layers, adapter.n_layers)
+    n = len(layer_list)
+    if batch_rows is None:
+        batch_rows = 4096 if device.type == "cuda" else 1024
+    chunk = max(1, int(batch_rows) // n)
+
+    with torch.no_grad():
+        state = adapter.last_token_state([ids])
+        q_bar = _natural_quantity(adapter, state, layer_list, neuron)  # [n, 1, H]
+    buffer = _head_buffer(adapter, min(chunk, a.numel()) * n, next(loaded.model.parameters()).dtype)
+    grads = torch.empty(a.numel(), n, adapter.n_neurons)
+    p = torch.empty(a.numel(), n)
+    for start in range(0, a.numel(), chunk):
+        part = slice(start, start + chunk)
+        grad, prob = _row_gradients(adapter, state, targets, layer_list, neuron, q_bar, a[part], None, buffer)
+        grads[part] = grad[:, 0].transpose(0, 1).float().cpu()  # [n, c, H] -> [c, n, H]
+        p[part] = prob[0].T.float().cpu()
+    return IntegrandResult(grads, q_bar[:, 0].float().cpu(), p, a, layer_list, int(target_id), neuron)
 
 
 def ig_flops(n_layers: int, d_model: int, n_neurons: int, vocab: int, *, steps: int = 20, seq: int = 1,
-             q_dim: int | None = None, kv_dim: int | None = None, gated: bool = True) -> float:
+             q_dim: int | None = None, kv_dim: int | None = None, gated: bool = True, rule: str = "right") -> float:
     """FLOPs of ``integrated_gradients`` for one prompt of ``seq`` tokens, all layers: matrix products only (2 per
     multiply-add); norms, activations, the softmax and other elementwise work are left out.
 
@@ -415,25 +659,28 @@ def ig_flops(n_layers: int, d_model: int, n_neurons: int, vocab: int, *, steps: 
     call it C. A batch of r rows per layer, entering at their layer (output projection there, 2*H*d), running through
     the later layers (L*(L-1)/2 row-layers per alpha) and the LM head (2*d*vocab):
         F(r) = r * (L*2*H*d + L*(L-1)/2 * C + L*2*d*vocab).
-    The kernel runs r = steps + 1 rows per layer (the extra row gives P(0), or P(w_bar) under "left"), forward and
-    backward; the backward computes input gradients only (no weight gradients), as many FLOPs as the forward.
-    The no-grad pass over the prompt (seq tokens, no LM head) adds about seq * L * C.
-    Total: 2 F(steps + 1) + seq * L * C. SmolLM2-135M, steps 20, 5 tokens: ~204 GFLOP, 72 of them in the LM head."""
+    The kernel runs r = steps + 1 rows per layer (the extra row gives P(0), or P(w_bar) under "left"; r = steps + 2
+    under "gauss_legendre", whose nodes include neither end), forward and backward; the backward computes input
+    gradients only (no weight gradients), as many FLOPs as the forward. The no-grad pass over the prompt (seq tokens,
+    no LM head) adds about seq * L * C. The per-row gradient path (pre_activation neurons, Gemma 3) adds the
+    pre-activation's up projection per layer and a VJP through ffn_out per row: counted with the row's output
+    projection above, it is a small part.
+    Total: 2 F(r) + seq * L * C. SmolLM2-135M, steps 20, 5 tokens: ~204 GFLOP, 72 of them in the LM head."""
     q_dim = d_model if q_dim is None else q_dim
     kv_dim = d_model if kv_dim is None else kv_dim
     L, d, H = n_layers, d_model, n_neurons
     per_layer = 2 * d * (2 * q_dim + 2 * kv_dim) + 4 * q_dim * seq + 2 * d * H * (3 if gated else 2)
-    r = steps + 1
+    r = _row_alphas(steps, rule)[0].numel()
     forward = r * (L * 2 * H * d + L * (L - 1) / 2 * per_layer + L * 2 * d * vocab)
     return 2 * forward + seq * L * per_layer
 
 
-def model_flops(loaded, *, steps: int = 20, seq: int = 1) -> float:
+def model_flops(loaded, *, steps: int = 20, seq: int = 1, rule: str = "right") -> float:
     """``ig_flops`` with the sizes of ``loaded`` (a kn.models.LoadedModel)."""
-    cfg, adapter = loaded.model.config, loaded.adapter
+    cfg, adapter = loaded.adapter.config, loaded.adapter
     heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
     kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
     head_dim = getattr(cfg, "head_dim", None) or adapter.d_model // heads
     return ig_flops(adapter.n_layers, adapter.d_model, adapter.n_neurons, adapter.lm_head().weight.shape[0],
                     steps=steps, seq=seq, q_dim=heads * head_dim, kv_dim=kv_heads * head_dim,
-                    gated=adapter.family == "llama")
+                    gated=adapter.family != "gpt2", rule=rule)

@@ -29,6 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
+from .errors import BadInput
+
 GITHUB_RAW = "https://raw.githubusercontent.com"
 KN_REPO, KN_COMMIT = "Hunter-DDM/knowledge-neurons", "922dfd9e05ef55f46af078ba4bd334989a45a618"
 PARAREL_REPO, PARAREL_COMMIT = "yanaiela/pararel", "cb5554678457beb5ac163d888f1ce8cf174b3f0b"
@@ -79,7 +81,7 @@ class PinnedFile(NamedTuple):
     sha256: str
 
 
-class DataFileError(Exception):
+class DataFileError(BadInput):
     pass
 
 
@@ -196,8 +198,11 @@ def resolve_data_dir(
     """The folder to read the PARAREL data from; see the module docstring for the order."""
     files = PINNED_FILES if files is None else files
     if data_dir is not None:
+        # A folder given for this run may be a slice of PARAREL (a few relations): it needs the fact file; a
+        # relation's missing pattern file is named when the relation is read (kn.pararel.read_templates).
         hint = "pass a folder with the PARAREL layout (see kn.download), or no folder to use KN_DATA_DIR or the cache"
-        return _require_all_present(Path(data_dir), files, "data folder", hint)
+        return _require_all_present(Path(data_dir), [p for p in files if p.local_path.endswith("query_pairs.json")],
+                                    "data folder", hint)
     if os.environ.get("KN_DATA_DIR"):
         return _require_all_present(Path(os.environ["KN_DATA_DIR"]), files, "KN_DATA_DIR", _FIX_HINT)
 
@@ -206,9 +211,9 @@ def resolve_data_dir(
         return _require_all_present(root, files, "cache", f"call with download=True, or {_OFFLINE_HINT}")
     stale = [p for p in files if not _is_current(root / p.local_path, p.sha256)]
     if len(stale) > 1:
-        from tqdm.auto import tqdm  # only imported when there is progress to show
+        from .progress import track
 
-        stale = tqdm(stale, desc="Downloading PARAREL data", unit="file")
+        stale = track(stale, total=len(stale), desc="downloading the PARAREL data", unit="file")
     for pinned in stale:
         _download(pinned, root / pinned.local_path, base_url, timeout=60)
     return root

@@ -1,57 +1,103 @@
-"""kn.experiments: the test design shared by the amplification and editing chapters.
+"""kn.experiments: the amplification and editing experiments of chapters 5 and 6, on one shared test design.
+
+Prompts are named by ``prompt_id`` (kn.pararel.prompt_id); sets are frozensets of flat neuron ids (kn.neurons).
 
 API
+    METHODS            identified-set methods, key -> display name, in table order
+    CONDITIONS         "Same", "Related", "Unrelated" -> the design's prompt column
+    random_name(key) -> "Random (LAND)";  method_names() -> every display name incl. the random controls
     design_conditions(prompts, *, seed, unrelated="other_relation") -> DataFrame, one row per test fact:
-        fact_id, relation, ident_key (the prompt that identifies neurons), held_out_position, same_key, related_key,
-        unrelated_key, unrelated_fact
-    method_sets(design, prompts, coarse, land_sets, constant, p_by_relation, *, n_total, seed, refine_coarse=None)
-        -> {method: {fact_id: frozenset}}
-        methods: baseline, kn_refined, land, random, constant
-    new_targets(prompts, design, *, seed) -> {fact_id: (object, first token id)}   a seeded other object of the relation
-    METHODS
+        fact_id, relation, ident_position, held_out_position, same_prompt, related_prompt, unrelated_prompt,
+        unrelated_fact
+    refine_p_on_train(prompts, sets, params) -> {relation: p}   Knowledge-Neurons p chosen on TRAIN facts with 9 sets
+    matched_random(neurons, n_neurons, rng) -> frozenset   as many neurons per layer, drawn among the layer's others
+    method_sets(design, prompts, per_prompt, *, refine_sets, p_by_relation, n_layers, n_neurons, seed)
+        -> {method key: {fact_id: frozenset}}, with "random_<key>" beside every method
+    prepare_interventions(run, params, loaded) -> InterventionSetup   (chapters 5 and 6's one set-up call)
+    amplification_experiment(setup, factors, *, batch_size) -> DataFrame (condition, method, action, fact_id,
+        relation, p_before, p_after, change_rate)
+    change_rate_table(results, action, *, n_boot, seed) -> DataFrame [method x condition] of kn.stats.Interval
+    paired_comparisons(per_fact, value, pairs, *, n_boot, seed) -> DataFrame of intervals and sentences
+    statement_pools(prompts, size, seed) -> {relation: [prompt_id]}     perplexity statements ("prompt answer")
+    fact_update_experiment(setup, params) -> DataFrame, one row per (fact, method incl. "Before")
+    relation_erasing_experiment(setup, params) -> DataFrame, one row per (relation, erased set)
+    new_targets(prompts, design, *, seed) -> {fact_id: (object, first token id)}
 
-Decisions (the methods chapter repeats them):
-- Per test fact, one template is held out (seeded); it is the Related test prompt. The identification prompt is another
-  seeded template; Same tests on it. Unrelated tests on the identification template of another test fact, drawn from another
-  relation ("other_relation", default), the same relation ("same_relation") or any other fact ("any").
-- Baseline and LAND use the identification prompt's coarse set and its LAND set. KN-refined refines the fact's coarse sets of
-  every template but the held-out one, with the relation's p from chapter 3, so no method has seen the Related prompt.
-- Random: as many neurons as the Baseline set, uniform over all neurons, seeded per fact. Constant: chapter 4's fixed set.
+Decisions (the methods page states them): per test fact, one seeded template is held out and is the Related prompt;
+another seeded template identifies the neurons and is the Same prompt; Unrelated tests on the identification prompt of
+another test fact (from another relation by default). Baseline, LAND, the relation prior and the nearest neighbour use
+the identification prompt's sets; KN-refined refines the fact's sets of every template but the held-out one, with a p
+chosen per relation by Dai et al.'s rule on the train facts' sets with one seeded template dropped (so on nine sets,
+like the test facts). No method has seen the Related prompt. Each method has its own random control with the same
+number of neurons in every layer.
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .neurons import refine_fact
+from . import editing, neurons
+from .interventions import answer_probabilities, change_rate
+from .progress import track
+from .stats import bootstrap_mean, compare, paired_difference
 
-METHODS = ("baseline", "kn_refined", "land", "random", "constant")
+__all__ = ["METHODS", "CONDITIONS", "random_name", "method_names", "design_conditions", "refine_p_on_train",
+           "matched_random", "method_sets", "InterventionSetup", "prepare_interventions", "amplification_experiment",
+           "change_rate_table", "paired_comparisons", "statement_pools", "fact_update_experiment",
+           "relation_erasing_experiment", "new_targets"]
+
+METHODS = {
+    "baseline": "Baseline",
+    "kn_refined": "KN-refined",
+    "land": "LAND",
+    "relation_prior": "Relation prior",
+    "nearest_neighbour": "Nearest neighbour",
+    "constant": "Constant",
+}
+CONDITIONS = {"Same": "same_prompt", "Related": "related_prompt", "Unrelated": "unrelated_prompt"}
 UNRELATED_CHOICES = ("other_relation", "same_relation", "any")
+
+
+def random_name(key: str) -> str:
+    return f"Random ({METHODS[key]})"
+
+
+def method_names() -> list[str]:
+    """Display names in table order: each method followed by its random control."""
+    return [name for key in METHODS for name in (METHODS[key], random_name(key))]
+
+
+def _name(key: str) -> str:
+    return random_name(key.removeprefix("random_")) if key.startswith("random_") else METHODS[key]
 
 
 def _rng(seed: int, *parts) -> np.random.Generator:
     return np.random.default_rng([seed] + [zlib.crc32(str(p).encode()) for p in parts])
 
 
+# --------------------------------------------------------------------------- design
+
+
 def design_conditions(prompts: pd.DataFrame, *, seed: int = 0, unrelated: str = "other_relation") -> pd.DataFrame:
-    """prompts: the run's prompt table with a `key` column; only test-split facts with >= 2 templates are used."""
+    """One row per test fact with >= 2 templates. prompts: columns prompt_id, fact_id, relation, template_position,
+    split. Seeded per fact, so the design does not depend on the table's row order."""
     if unrelated not in UNRELATED_CHOICES:
         raise ValueError(f"unrelated={unrelated!r}: use one of {UNRELATED_CHOICES}")
     test = prompts[prompts["split"] == "test"]
     rows = []
     for fact_id, group in test.groupby("fact_id", sort=True):
-        positions = sorted(group["template_position"])
+        positions = sorted(int(t) for t in group["template_position"])
         if len(positions) < 2:
             continue
-        rng = _rng(seed, "design", fact_id)
-        held_out, ident = rng.choice(positions, size=2, replace=False)
-        key_at = dict(zip(group["template_position"], group["key"]))
+        held_out, ident = _rng(seed, "design", fact_id).choice(positions, size=2, replace=False)
+        at = dict(zip(group["template_position"].astype(int), group["prompt_id"]))
         rows.append({"fact_id": fact_id, "relation": group["relation"].iloc[0], "ident_position": int(ident),
-                     "held_out_position": int(held_out), "ident_key": key_at[ident], "same_key": key_at[ident],
-                     "related_key": key_at[held_out]})
+                     "held_out_position": int(held_out), "same_prompt": at[int(ident)],
+                     "related_prompt": at[int(held_out)]})
     design = pd.DataFrame(rows)
     if design.empty:
         raise ValueError("no test fact has two templates: the run needs test facts (test_facts_per_relation)")
@@ -66,31 +112,195 @@ def design_conditions(prompts: pd.DataFrame, *, seed: int = 0, unrelated: str = 
             raise ValueError(f"fact {row.fact_id}: no other test fact for unrelated={unrelated!r}")
         partners.append(pool.iloc[int(_rng(seed, "unrelated", row.fact_id).integers(len(pool)))])
     design["unrelated_fact"] = [p["fact_id"] for p in partners]
-    design["unrelated_key"] = [p["ident_key"] for p in partners]
+    design["unrelated_prompt"] = [p["same_prompt"] for p in partners]
     return design
 
 
-def method_sets(design: pd.DataFrame, prompts: pd.DataFrame, coarse: dict, land_sets: dict, constant: frozenset,
-                p_by_relation: dict, *, n_total: int, seed: int = 0, refine_coarse: dict | None = None
-                ) -> dict[str, dict]:
-    """The neuron set each method identifies for each designed fact (flat ids; n_total = L * H for random sets).
-
-    coarse, land_sets, refine_coarse: prompt key -> frozenset; refine_coarse (default: coarse) are the coarse sets
-    KN-refined starts from, drawn at the threshold chapter 3 chose p with."""
-    refine_coarse = coarse if refine_coarse is None else refine_coarse
-    out = {m: {} for m in METHODS}
-    by_fact = {f: g for f, g in prompts.groupby("fact_id")}
-    for row in design.itertuples():
-        group = by_fact[row.fact_id]
-        seen = group[group["template_position"] != row.held_out_position]
-        out["baseline"][row.fact_id] = coarse[row.ident_key]
-        out["land"][row.fact_id] = land_sets[row.ident_key]
-        out["kn_refined"][row.fact_id] = refine_fact([refine_coarse[k] for k in seen["key"]], p_by_relation[row.relation])
-        n_random = len(coarse[row.ident_key])
-        out["random"][row.fact_id] = frozenset(
-            int(i) for i in _rng(seed, "random", row.fact_id).choice(n_total, size=n_random, replace=False))
-        out["constant"][row.fact_id] = constant
+def refine_p_on_train(prompts: pd.DataFrame, sets: dict, *, p0: float, step: float, lo: float, hi: float,
+                      seed: int) -> dict:
+    """Dai et al.'s per-relation p for nine-set refining, chosen on the TRAIN facts: each train fact drops one
+    seeded template (as each test fact drops its held-out one), then kn.neurons.refine_relation.
+    sets: {prompt_id: coarse set at refine_threshold}. Returns {relation: p}."""
+    train = prompts[prompts["split"] == "train"]
+    out = {}
+    for relation, group in train.groupby("relation", sort=True):
+        by_fact = {}
+        for fact, rows in group.groupby("fact_id", sort=True):
+            rows = rows.sort_values("template_position")
+            drop = int(_rng(seed, "refine-drop", fact).integers(len(rows)))
+            by_fact[fact] = [sets[p] for i, p in enumerate(rows["prompt_id"]) if i != drop]
+        _, out[relation] = neurons.refine_relation(by_fact, p0=p0, step=step, lo=lo, hi=hi)
     return out
+
+
+def matched_random(neurons_set: frozenset, n_neurons: int, rng: np.random.Generator) -> frozenset:
+    """The random control of a set: in every layer, as many neurons as the set has there, drawn uniformly among that
+    layer's neurons outside the set (among all of the layer's neurons when fewer than that lie outside). Effects grow
+    with the number of neurons touched and differ by layer, so a control of the same size in other layers would not
+    control for the set."""
+    by_layer: dict[int, set] = {}
+    for flat in neurons_set:
+        layer, index = divmod(int(flat), n_neurons)
+        by_layer.setdefault(layer, set()).add(index)
+    out = []
+    for layer in sorted(by_layer):
+        taken = by_layer[layer]
+        pool = np.setdiff1d(np.arange(n_neurons), np.fromiter(taken, dtype=np.int64))
+        if len(pool) < len(taken):
+            pool = np.arange(n_neurons)
+        out.extend(layer * n_neurons + int(i) for i in rng.choice(pool, size=len(taken), replace=False))
+    return frozenset(out)
+
+
+def method_sets(design: pd.DataFrame, prompts: pd.DataFrame, per_prompt: dict, *, refine_sets: dict,
+                p_by_relation: dict, n_layers: int, n_neurons: int, seed: int = 0) -> dict[str, dict]:
+    """The set each method identifies for each designed fact, and each method's random control.
+
+    per_prompt: {"baseline": coarse sets, "land": ..., "relation_prior": ..., "nearest_neighbour": ...} each
+        {prompt_id: frozenset} (the identification prompt's set is taken), and "constant": one frozenset.
+    refine_sets: {prompt_id: coarse set at refine_threshold}, refined over the fact's templates but the held-out one
+        with p_by_relation[relation].
+    Returns {key: {fact_id: frozenset}} for every key of METHODS present, plus "random_<key>" for each."""
+    by_fact = {f: g for f, g in prompts.groupby("fact_id")}
+    out: dict[str, dict] = {}
+    for key in METHODS:
+        if key != "kn_refined" and key not in per_prompt:
+            continue
+        out[key] = {}
+        for row in design.itertuples():
+            if key == "kn_refined":
+                group = by_fact[row.fact_id]
+                seen = group[group["template_position"] != row.held_out_position]["prompt_id"]
+                chosen = neurons.refine_fact([refine_sets[p] for p in seen], p_by_relation[row.relation])
+            elif key == "constant":
+                chosen = frozenset(per_prompt["constant"])
+            else:
+                chosen = per_prompt[key][row.same_prompt]
+            out[key][row.fact_id] = frozenset(chosen)
+    for key in list(out):
+        out[f"random_{key}"] = {f: matched_random(s, n_neurons, _rng(seed, "random", key, f)) for f, s in out[key].items()}
+    for key, sets in out.items():
+        for fact, s in sets.items():
+            if s and max(s) >= n_layers * n_neurons:
+                raise ValueError(f"{key}, {fact}: neuron id {max(s)} outside the model's {n_layers} x {n_neurons}")
+    return out
+
+
+# --------------------------------------------------------------------------- shared set-up
+
+
+@dataclass
+class InterventionSetup:
+    """What chapters 5 and 6 share. prompts: the run's prompt table indexed by prompt_id; design: one row per test
+    fact; sets: {method key: {fact_id: frozenset}} (with the random controls); input_ids: {prompt_id: [seq]
+    LongTensor}; p_by_relation: the nine-set refining p; refined_by_relation: chapter 3's refined sets per relation;
+    loaded: kn.models.LoadedModel (None if not loaded)."""
+
+    prompts: pd.DataFrame
+    design: pd.DataFrame
+    sets: dict
+    input_ids: dict
+    p_by_relation: dict
+    n_layers: int
+    n_neurons: int
+    refined_by_relation: dict  # {relation: [refined sets of its facts]} (chapter 3), for erasing
+    loaded: object = None
+
+    def set_sizes(self) -> pd.Series:
+        """Mean set size per method (display names)."""
+        return pd.Series({_name(k): float(np.mean([len(s) for s in v.values()])) for k, v in self.sets.items()})
+
+
+def prepare_interventions(run, params, loaded=None) -> InterventionSetup:
+    """Read chapters 1-4's outputs from ``run`` (kn.store.RunFolder) and build the test design and every method's sets.
+    loaded: the model (its tokenizer makes input_ids); None leaves input_ids empty (for tests of the design)."""
+    from .store import AttributionStore
+
+    prompts = run.read_table("prompts", chapter="chapter 1 (01_data_adaptation)")
+    store = AttributionStore.open(run.path / "attribution")
+    L, H = store.manifest["n_layers"], store.manifest["n_neurons"]
+    coarse = store.coarse_sets_by_prompt(prompts, params.coarse_threshold)
+    refine_sets = store.coarse_sets_by_prompt(prompts, params.refine_threshold)
+    detector = run.read_table("detector_sets", chapter="chapter 4 (04_land)")
+    per_prompt = {"baseline": coarse}
+    for key, group in detector.groupby("method"):
+        per_prompt[key] = {p: frozenset(int(i) for i in ids) for p, ids in zip(group["prompt_id"], group["neuron_ids"])}
+    per_prompt["constant"] = frozenset(run.read_json("constant_set", chapter="chapter 4 (04_land)")["neuron_ids"])
+    lo, hi = params.refine_size_range
+    p_by_relation = refine_p_on_train(prompts, refine_sets, p0=params.refine_p_start, step=params.refine_p_step,
+                                      lo=lo, hi=hi, seed=params.seed)
+    design = design_conditions(prompts, seed=params.seed, unrelated=params.unrelated_pairing)
+    sets = method_sets(design, prompts, per_prompt, refine_sets=refine_sets, p_by_relation=p_by_relation,
+                       n_layers=L, n_neurons=H, seed=params.seed)
+    refined = run.read_table("refined_sets", chapter="chapter 3 (03_overlap)")
+    refined_by_relation = {r: [frozenset(int(i) for i in ids) for ids in g["neuron_ids"]]
+                           for r, g in refined.groupby("relation", sort=True)}
+    input_ids = {}
+    if loaded is not None:
+        from .scoring import tokenize_prompts
+
+        input_ids = dict(zip(prompts["prompt_id"], tokenize_prompts(loaded.tokenizer, prompts["prompt"])))
+    return InterventionSetup(prompts.set_index("prompt_id", drop=False), design, sets, input_ids, p_by_relation, L, H,
+                             refined_by_relation, loaded)
+
+
+# --------------------------------------------------------------------------- amplification
+
+
+def amplification_experiment(setup: InterventionSetup, factors: dict, *, batch_size: int = 32,
+                             progress: bool = False) -> pd.DataFrame:
+    """Scale every method's neurons by each factor ({action: factor}) on each condition's prompt of every designed
+    fact. Returns one row per (condition, method, action, fact): p_before, p_after, change_rate."""
+    records = []
+    design = setup.design
+    steps = [(c, k, a) for c in CONDITIONS for k in setup.sets for a in factors]
+    for condition, key, action in (track(steps, len(steps), "amplification", "run") if progress else steps):
+        prompt_ids = design[CONDITIONS[condition]].tolist()
+        ids = [setup.input_ids[p] for p in prompt_ids]
+        targets = setup.prompts.loc[prompt_ids, "target_id"].tolist()
+        neuron_sets = [setup.sets[key][f] for f in design["fact_id"]]
+        before, after = answer_probabilities(setup.loaded, ids, targets, neuron_sets, factors[action],
+                                             batch_size=batch_size)
+        for fact, relation, b, a in zip(design["fact_id"], design["relation"], before, after):
+            records.append({"condition": condition, "method": _name(key), "action": action, "fact_id": fact,
+                            "relation": relation, "p_before": b, "p_after": a})
+    results = pd.DataFrame(records)
+    results["change_rate"] = change_rate(results["p_before"].to_numpy(), results["p_after"].to_numpy())
+    return results
+
+
+def change_rate_table(results: pd.DataFrame, action: str, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """[method x condition] of kn.stats.Interval (mean change rate over facts with its bootstrap interval; the
+    median rides along) for one action, methods in method_names() order."""
+    part = results[results["action"] == action]
+    table = {}
+    for (method, condition), group in part.groupby(["method", "condition"]):
+        table.setdefault(method, {})[condition] = bootstrap_mean(group["change_rate"].to_numpy(), n_boot=n_boot,
+                                                                 seed=seed)
+    order = [m for m in method_names() if m in table]
+    return pd.DataFrame.from_dict(table, orient="index").loc[order, list(CONDITIONS)]
+
+
+def paired_comparisons(per_fact: pd.DataFrame, value: str, pairs, *, n_boot: int, seed: int, fmt: str = "{:.2f}",
+                       by: str = "condition") -> pd.DataFrame:
+    """Paired differences between methods over facts.
+
+    per_fact: long rows with columns method, fact_id, ``by`` and ``value``; pairs: [(method A, method B)] display
+    names. Returns one row per (by, A, B): the Interval of mean(A - B) over the facts both have, and its sentence
+    (kn.stats.compare)."""
+    rows = []
+    for level, part in per_fact.groupby(by, sort=False):
+        wide = part.pivot_table(index="fact_id", columns="method", values=value, aggfunc="first")
+        for a, b in pairs:
+            if a not in wide or b not in wide:
+                continue
+            interval = paired_difference(wide[a].to_numpy(float), wide[b].to_numpy(float), n_boot=n_boot, seed=seed)
+            rows.append({by: level, "A": a, "B": b, "difference": interval,
+                         "sentence": f"{level}: " + compare(a, b, interval, fmt=fmt)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- editing
 
 
 def new_targets(prompts: pd.DataFrame, design: pd.DataFrame, *, seed: int = 0) -> dict:
@@ -106,3 +316,114 @@ def new_targets(prompts: pd.DataFrame, design: pd.DataFrame, *, seed: int = 0) -
         pick = pool.iloc[int(_rng(seed, "new_target", row.fact_id).integers(len(pool)))]
         out[row.fact_id] = (pick["object"], int(pick["target_id"]))
     return out
+
+
+def statement_pools(prompts: pd.DataFrame, size: int, seed: int) -> dict:
+    """Per relation, a seeded sample of at most ``size`` prompt_ids whose statement (prompt + answer) measures
+    perplexity."""
+    return {r: g.sample(n=min(size, len(g)), random_state=seed)["prompt_id"].tolist()
+            for r, g in prompts.groupby("relation", sort=True)}
+
+
+class _Statements:
+    """Perplexity of statement groups: tokenised once, groups per fact (within its relation, across the others)."""
+
+    def __init__(self, setup: InterventionSetup, size: int, seed: int, batch_size: int):
+        from .scoring import tokenize_prompts
+
+        prompts = setup.prompts
+        self.loaded, self.batch_size = setup.loaded, batch_size
+        self.pools = statement_pools(prompts, size, seed)
+        texts = prompts["prompt"] + prompts["answer"]
+        self.ids = dict(zip(prompts["prompt_id"], tokenize_prompts(setup.loaded.tokenizer, texts)))
+        self.fact_of = dict(zip(prompts["prompt_id"], prompts["fact_id"]))
+        self.size, self.seed = size, seed
+
+    def groups(self, fact: str, relation: str) -> tuple[list, list]:
+        within = [p for p in self.pools[relation] if self.fact_of[p] != fact]
+        others = sorted(p for r, pool in self.pools.items() if r != relation for p in pool)
+        rng = _rng(self.seed, "across", fact)
+        across = [others[i] for i in np.sort(rng.permutation(len(others))[: self.size])]
+        return within, across
+
+    def perplexity(self, prompt_ids: list) -> float:
+        if not prompt_ids:
+            return float("nan")
+        return editing.perplexity(self.loaded, [self.ids[p] for p in prompt_ids], batch_size=self.batch_size)
+
+
+def fact_update_experiment(setup: InterventionSetup, params, *, progress: bool = False) -> pd.DataFrame:
+    """Edit every designed fact towards t' with each method's set (LAND Eq. 7, undone after each), and measure:
+    success_<condition> (top-1 is t'), changed_<condition> (top-1 moved at all), ppl_within / ppl_across (perplexity of
+    statements of the fact's relation, the fact's own excluded, and of other relations). A "Before" row per fact holds
+    the unedited values. The weights' checksum is compared with the original after every edit (ValueError if not)."""
+    from .scoring import next_token_scores
+
+    loaded, design, prompts = setup.loaded, setup.design, setup.prompts
+    statements = _Statements(setup, params.ppl_statements, params.seed, params.eval_batch_size)
+    targets_new = new_targets(prompts, design, seed=params.seed)
+    checksum = editing.weights_checksum(loaded.model)
+    keys = [k for k in setup.sets]
+
+    def top1(prompt_ids):
+        ids = [setup.input_ids[p] for p in prompt_ids]
+        return next_token_scores(loaded, ids, [0] * len(ids), batch_size=params.eval_batch_size)["top1_id"].to_numpy()
+
+    records = []
+    rows = list(design.itertuples())
+    for row in (track(rows, len(rows), "fact updates", "fact") if progress else rows):
+        new_object, new_token = targets_new[row.fact_id]
+        old_token = int(prompts.loc[row.same_prompt, "target_id"])
+        probes = [getattr(row, CONDITIONS[c]) for c in CONDITIONS]
+        within, across = statements.groups(row.fact_id, row.relation)
+        base = {"fact_id": row.fact_id, "relation": row.relation, "new_object": new_object}
+        before = top1(probes)
+        records.append(base | {"method": "Before", "ppl_within": statements.perplexity(within),
+                               "ppl_across": statements.perplexity(across),
+                               **{f"success_{c}": bool(before[i] == new_token) for i, c in enumerate(CONDITIONS)},
+                               **{f"changed_{c}": False for c in CONDITIONS}})
+        for key in keys:
+            with editing.update_fact(loaded, setup.sets[key][row.fact_id], old_token, new_token,
+                                     lambda1=params.edit_lambda1, lambda2=params.edit_lambda2,
+                                     scaled=params.edit_scaled):
+                after = top1(probes)
+                record = base | {"method": _name(key), "ppl_within": statements.perplexity(within),
+                                 "ppl_across": statements.perplexity(across)}
+            record |= {f"success_{c}": bool(after[i] == new_token) for i, c in enumerate(CONDITIONS)}
+            record |= {f"changed_{c}": bool(after[i] != before[i]) for i, c in enumerate(CONDITIONS)}
+            records.append(record)
+    if editing.weights_checksum(loaded.model) != checksum:
+        raise ValueError("an edit was not undone: the weights differ from the original")
+    edits = pd.DataFrame(records)
+    before_ppl = edits[edits["method"] == "Before"].set_index("fact_id")[["ppl_within", "ppl_across"]]
+    for column in ("ppl_within", "ppl_across"):
+        reference = edits["fact_id"].map(before_ppl[column])
+        edits[f"{column}_change"] = edits[column] - reference
+        edits[f"{column}_relative"] = edits[column] / reference - 1
+    return edits
+
+
+def relation_erasing_experiment(setup: InterventionSetup, params, *, progress: bool = False) -> pd.DataFrame:
+    """Dai et al.'s erasing: for each relation, zero the value vectors of the erase_top_k neurons most common among its
+    facts' refined sets (setup.refined_by_relation), and, as its control, of as many random neurons per layer; measure
+    the perplexity of every relation's statements. Returns one row per (relation, erased): neurons, ppl_before,
+    ppl_after and the relative change for the erased relation and the mean over the others."""
+    refined_by_relation = setup.refined_by_relation
+    statements = _Statements(setup, params.ppl_statements, params.seed, params.eval_batch_size)
+    base = {r: statements.perplexity(p) for r, p in statements.pools.items()}
+    checksum = editing.weights_checksum(setup.loaded.model)
+    rows = []
+    relations = sorted(refined_by_relation)
+    for relation in (track(relations, len(relations), "erasing", "relation") if progress else relations):
+        erased = editing.most_common_neurons(refined_by_relation[relation], params.erase_top_k)
+        control = matched_random(erased, setup.n_neurons, _rng(params.seed, "erase", relation))
+        for what, chosen in (("refined neurons", erased), ("random neurons (matched)", control)):
+            with editing.erase_neurons(setup.loaded, chosen):
+                after = {r: statements.perplexity(p) for r, p in statements.pools.items()}
+            others = [after[r] / base[r] - 1 for r in base if r != relation]
+            rows.append({"relation": relation, "erased": what, "neurons": len(chosen), "ppl_before": base[relation],
+                         "ppl_after": after[relation], "change_erased_relation": after[relation] / base[relation] - 1,
+                         "change_other_relations": float(np.mean(others)) if others else float("nan")})
+    if editing.weights_checksum(setup.loaded.model) != checksum:
+        raise ValueError("an erasure was not undone: the weights differ from the original")
+    return pd.DataFrame(rows)

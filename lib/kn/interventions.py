@@ -10,7 +10,7 @@ API
     answer_probabilities(loaded, input_ids, target_ids, neuron_sets, factor, *, batch_size=32)
         -> (p_before [prompt], p_after [prompt]) float64
     change_rate(p_before, p_after) -> ndarray      # (after - before) / before; nan where before == 0
-    bootstrap_ci(values, *, n_boot=1000, seed=0, level=0.95) -> (mean, lo, hi)   # percentile bootstrap, nan-skipping
+    (intervals: kn.stats)
     (batching: kn.scoring.length_batches and pad_right, shared with scoring and editing)
 
 Batching: prompts are right-padded (so real tokens never attend to pads and each row's logits at its last real
@@ -26,12 +26,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .hooks import hooked
 from .scoring import length_batches, pad_right
 
-__all__ = ["scale_neurons", "answer_probabilities", "change_rate", "bootstrap_ci"]
-
-
-# --------------------------------------------------------------------------- batching
+__all__ = ["scale_neurons", "answer_probabilities", "change_rate"]
 
 
 # --------------------------------------------------------------------------- scaling hooks
@@ -78,20 +76,15 @@ def scale_neurons(loaded, neuron_sets, factor: float, last_positions):
         sets = [frozenset(s) for s in neuron_sets]
         if len(sets) != batch:
             raise ValueError(f"{len(sets)} neuron sets for a batch of {batch} last positions")
-    handles = []
-    try:
-        if float(factor) != 1.0 and any(sets):
-            weight = adapter.ffn_out_proj(0).weight
-            masks = _layer_masks(adapter, sets, float(factor), weight.dtype, weight.device)
-            rows = torch.arange(batch, device=weight.device)
-            last_dev = last.to(weight.device)
-            for layer, mask in masks.items():
-                handles.append(adapter.ffn_out_proj(layer).register_forward_pre_hook(
-                    _make_hook(mask, rows, last_dev, layer)))
+    pre = []
+    if float(factor) != 1.0 and any(sets):
+        weight = adapter.ffn_out_proj(0).weight
+        masks = _layer_masks(adapter, sets, float(factor), weight.dtype, weight.device)
+        rows = torch.arange(batch, device=weight.device)
+        last_dev = last.to(weight.device)
+        pre = [(adapter.ffn_out_proj(layer), _make_hook(mask, rows, last_dev, layer)) for layer, mask in masks.items()]
+    with hooked(pre=pre):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _make_hook(mask: torch.Tensor, rows: torch.Tensor, last: torch.Tensor, layer: int):
@@ -159,28 +152,3 @@ def change_rate(p_before, p_after) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = (a - b) / b
     return np.where(b == 0, np.nan, rate)
-
-
-def bootstrap_ci(values, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lo, hi): the mean of the non-nan ``values`` and its percentile-bootstrap ``level`` interval.
-
-    Resamples with a numpy Generator seeded by ``seed``; all-nan or empty input gives (nan, nan, nan); a constant
-    array gives (c, c, c) exactly."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    if np.all(v == v[0]):
-        c = float(v[0])
-        return c, c, c
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot, dtype=np.float64)
-    chunk = max(1, 4_000_000 // v.size)
-    for start in range(0, n_boot, chunk):
-        k = min(chunk, n_boot - start)
-        means[start:start + k] = v[rng.integers(0, v.size, size=(k, v.size))].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)])
-    return float(v.mean()), float(lo), float(hi)

@@ -8,9 +8,11 @@ API
     LandHyperParams(rank, epochs, batch_size, lr, threshold, counterexamples, seed);  .from_params(StudyParams)
     LandDetector(L, H, R, *, generator=None)        per-layer bilinear low rank: x [B, L, H] -> [B, L, H]
     parameter_count(L, H, R) -> int                  L * 2 * H * R
-    draw_counterexamples(prompts, n, seed) -> {fact: [other facts]}   same split and relation, other object first
-    counter_sets_for(prompts, counterexamples, coarse_by_key) -> {fact: [coarse sets of counter-example prompts]}
-    fact_sets_for(prompts, coarse_by_key) -> {fact: [coarse sets of its prompts]}
+    draw_counterexamples(prompts, n, seed) -> {fact: [other facts]}   same split and relation, never the same
+        subject, another object first
+    counter_sets_for(prompts, counterexamples, sets) -> {fact: [coarse sets of counter-example prompts]}
+    fact_sets_for(prompts, sets) -> {fact: [sets of its prompts, by template position]}
+        (prompts: one row per prompt with columns prompt_id, fact_id, template_position; sets: {prompt_id: frozenset})
     build_targets(fact_sets, counter_sets) -> {fact: (ids int64 [k], counts float32 [k])}   sparse targets
     train_land(pairs, targets, L, H, hp, *, device, progress) -> (LandDetector, per-step losses)
     land_sets(model, sets, threshold, *, batch_size, device) -> [frozenset]   inference
@@ -25,8 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from .store import atomic_write
 
 __all__ = [
     "LandHyperParams",
@@ -69,7 +71,8 @@ class LandHyperParams:
     epochs: int = 3
     batch_size: int = 8
     lr: float = 1e-4  # Adam
-    threshold: float = 1.0  # P, on the target's scale (number of a fact's coarse sets holding the neuron)
+    threshold: float | None = None  # P, on the target's scale (how many of a fact's coarse sets hold the neuron);
+    # None until chosen on validation facts (kn.land.choose_threshold)
     counterexamples: int = 2  # other facts per fact whose same-template prompts are counter-examples (0: none)
     seed: int = 0
 
@@ -87,7 +90,8 @@ class LandHyperParams:
         """From a kn.params.StudyParams (keys land_rank, land_epochs, land_batch_size, land_lr, land_threshold,
         land_counterexamples, seed)."""
         return cls(rank=int(p.land_rank), epochs=int(p.land_epochs), batch_size=int(p.land_batch_size),
-                   lr=float(p.land_lr), threshold=float(p.land_threshold),
+                   lr=float(p.land_lr),
+                   threshold=None if p.land_threshold is None else float(p.land_threshold),
                    counterexamples=int(p.land_counterexamples), seed=int(p.seed))
 
     def as_dict(self) -> dict:
@@ -145,30 +149,33 @@ class LandDetector(nn.Module):
 def draw_counterexamples(prompts: pd.DataFrame, n: int, seed: int) -> dict:
     """For each fact, ``n`` other facts whose prompts serve as its counter-examples.
 
-    prompts: one row per prompt (or per fact) with at least columns fact_id, relation, object, split.
+    prompts: one row per prompt (or per fact) with at least columns fact_id, relation, subject, object, split.
     Candidates are the other facts of the SAME relation in the SAME split (train facts never borrow test facts'
-    prompts, and vice versa). Facts with a different object are preferred: up to ``n`` are drawn from them without
+    prompts, and vice versa) whose subject differs (a counter-example must carry other knowledge: a fact with the
+    same subject shares the prompt's wording up to the object). Facts with a different object are preferred: up to ``n`` are drawn from them without
     replacement; if there are fewer than ``n``, the rest come from same-object facts. Each fact's draw uses its own
     numpy stream seeded by (seed, crc32(str(fact_id))), so it does not depend on which other relations are present.
     Returns {fact_id: [fact_id, ...]} (possibly shorter than n for small relations; all empty when n == 0).
     """
     if n < 0:
         raise ValueError(f"draw_counterexamples: n={n} must be 0 or more")
-    missing = {"fact_id", "relation", "object", "split"} - set(prompts.columns)
+    missing = {"fact_id", "relation", "subject", "object", "split"} - set(prompts.columns)
     if missing:
         raise ValueError(f"draw_counterexamples: prompts lack column(s) {sorted(missing)}")
-    facts = prompts.drop_duplicates("fact_id")[["fact_id", "relation", "object", "split"]]
+    facts = prompts.drop_duplicates("fact_id")[["fact_id", "relation", "subject", "object", "split"]]
     out: dict = {}
     for _, group in facts.groupby(["split", "relation"], sort=True):
         ids = list(group["fact_id"])
         objects = dict(zip(ids, group["object"]))
+        subjects = dict(zip(ids, group["subject"]))
         order = sorted(ids, key=str)
         for fact in order:
             if n == 0:
                 out[fact] = []
                 continue
-            other = [g for g in order if g != fact and objects[g] != objects[fact]]
-            same = [g for g in order if g != fact and objects[g] == objects[fact]]
+            allowed = [g for g in order if g != fact and subjects[g] != subjects[fact]]
+            other = [g for g in allowed if objects[g] != objects[fact]]
+            same = [g for g in allowed if objects[g] == objects[fact]]
             rng = np.random.default_rng([int(seed), zlib.crc32(str(fact).encode())])
             pick = [other[i] for i in rng.permutation(len(other))[:n]]
             if len(pick) < n:
@@ -178,43 +185,45 @@ def draw_counterexamples(prompts: pd.DataFrame, n: int, seed: int) -> dict:
 
 
 def _prompt_index(prompts: pd.DataFrame) -> dict:
-    missing = {"fact_id", "template_position", "key"} - set(prompts.columns)
+    """{(fact_id, template_position): prompt_id}. Prompts are named by (fact, template), never by their text: two
+    relations can hold the same fact and wording, and those are two rows (see kn.pararel.prompt_id)."""
+    missing = {"fact_id", "template_position", "prompt_id"} - set(prompts.columns)
     if missing:
         raise ValueError(f"prompts lack column(s) {sorted(missing)}")
-    return {(f, int(t)): k for f, t, k in zip(prompts["fact_id"], prompts["template_position"], prompts["key"])}
+    return {(f, int(t)): k for f, t, k in zip(prompts["fact_id"], prompts["template_position"], prompts["prompt_id"])}
 
 
-def fact_sets_for(prompts: pd.DataFrame, coarse_by_key: Mapping) -> dict:
-    """{fact_id: [coarse set of each of its prompts, by template_position]}; prompts without a coarse set are
-    skipped. prompts: columns fact_id, template_position, key; coarse_by_key: key -> frozenset."""
+def fact_sets_for(prompts: pd.DataFrame, sets: Mapping) -> dict:
+    """{fact_id: [set of each of its prompts, by template_position]}; prompts without a set are skipped.
+    prompts: columns fact_id, template_position, prompt_id; sets: prompt_id -> frozenset."""
     index = _prompt_index(prompts)
     out: dict = {}
     for (fact, position) in sorted(index, key=lambda ft: (str(ft[0]), ft[1])):
         key = index[(fact, position)]
-        if key in coarse_by_key:
-            out.setdefault(fact, []).append(frozenset(coarse_by_key[key]))
+        if key in sets:
+            out.setdefault(fact, []).append(frozenset(sets[key]))
     return out
 
 
-def counter_sets_for(prompts: pd.DataFrame, counterexamples: Mapping, coarse_by_key: Mapping) -> dict:
+def counter_sets_for(prompts: pd.DataFrame, counterexamples: Mapping, sets: Mapping) -> dict:
     """{fact_id: [coarse sets of its counter-example prompts]}.
 
     For each prompt of fact f (template_position t) and each fact g in counterexamples[f], the prompt of g with the
     same template_position t (same sentence form, other knowledge). prompts: columns fact_id, template_position,
-    key; coarse_by_key: key -> frozenset; prompts without a coarse set are skipped."""
+    prompt_id; sets: prompt_id -> frozenset; prompts without a set are skipped."""
     index = _prompt_index(prompts)
     positions: dict = {}
     for fact, position in index:
         positions.setdefault(fact, []).append(position)
     out: dict = {}
     for fact in positions:
-        sets = []
+        found = []
         for position in sorted(positions[fact]):
             for other in counterexamples.get(fact, ()):
                 key = index.get((other, position))
-                if key is not None and key in coarse_by_key:
-                    sets.append(frozenset(coarse_by_key[key]))
-        out[fact] = sets
+                if key is not None and key in sets:
+                    found.append(frozenset(sets[key]))
+        out[fact] = found
     return out
 
 
@@ -334,9 +343,9 @@ def train_land(pairs: Sequence, targets: Mapping, n_layers: int, n_neurons: int,
     losses = torch.zeros(hp.epochs * steps_per_epoch, dtype=torch.float32, device=device)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress as progress_bar
 
-        bar = tqdm(total=hp.epochs * steps_per_epoch, desc="LAND", unit="step")
+        bar = progress_bar(hp.epochs * steps_per_epoch, "LAND training", unit="step")
     step = 0
     for _ in range(hp.epochs):
         order = torch.randperm(n, generator=generator).numpy()
@@ -353,7 +362,7 @@ def train_land(pairs: Sequence, targets: Mapping, n_layers: int, n_neurons: int,
             if bar is not None:
                 bar.update(1)
                 if step % 200 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.4g}")
+                    bar.set_postfix(loss=float(loss.item()))
     if bar is not None:
         bar.close()
     model.eval()
@@ -386,17 +395,6 @@ def land_sets(model: LandDetector, sets: Sequence, threshold: float, *, batch_si
 # --------------------------------------------------------------------------- persistence
 
 
-def _atomic_path_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_land(model: LandDetector, folder, hp: LandHyperParams, meta: dict | None = None) -> Path:
     """Write ``folder/land.safetensors`` (encoder [L, H, R], decoder [L, R, H]) and ``folder/land.json``
     ({n_layers, n_neurons, rank, hp, meta}; meta must be JSON-serialisable), each atomically. Returns folder."""
@@ -409,8 +407,8 @@ def save_land(model: LandDetector, folder, hp: LandHyperParams, meta: dict | Non
     config = {"n_layers": model.n_layers, "n_neurons": model.n_neurons, "rank": model.rank,
               "hp": hp.as_dict(), "meta": dict(meta or {})}
     text = json.dumps(config, indent=2, sort_keys=True)
-    _atomic_path_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_path_write(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return folder
 
 

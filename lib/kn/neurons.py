@@ -15,7 +15,9 @@ API
     pair_intersections(refined, relation_of, n_pairs=10_000, seed=0) -> dict   # mean |A & B| intra/inter relation
     layer_histogram(sets, n_neurons, n_layers) -> ndarray [L]
     pair_jaccards(sets) -> ndarray [pairs];  union_ratios(sets) -> ndarray [prompts]   # Fig. 1 distributions
-    cross_fact_jaccards(fact_sets, relation_of, n_pairs, seed) -> {"same_relation", "other_relation": ndarray}
+    (overlap across facts, the control of within-fact overlap: kn.detectors.overlap_by_fact)
+    refine_relations(fact_sets, relation_of, *, p0, step, lo, hi) -> ({fact: refined set}, DataFrame per relation)
+    fact_pair_intersections(refined, relation_of) -> DataFrame per fact: intra, inter (mean |A & B|)
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ __all__ = [
     "summarize_overlap",
     "pair_intersections",
     "layer_histogram",
+    "pair_jaccards",
+    "union_ratios",
+    "refine_relations",
+    "fact_pair_intersections",
 ]
 
 
@@ -191,7 +197,9 @@ def refine_relation(
     If m > hi the next p is p + step, if m < lo it is p - step. The search stops without success when
     the next p leaves [0, 1], when the direction reverses (oscillation: the interval lies between two
     neighbouring grid points), or after ``max_iter`` evaluations; then p_used is the evaluated p whose
-    m is closest to [lo, hi] (distance lo - m or m - hi), ties going to the larger p.
+    m is closest to [lo, hi] (distance lo - m or m - hi), ties going to the larger p, among the p that leave
+    some set non-empty (m > 0): a p of 1.0 would empty every set of the relation, and refining must keep
+    neurons to be of any use. Only when every evaluated p gives m = 0 is the closest of those returned.
     No facts: returns ``({}, p0)``.
     """
     if not fact_sets:
@@ -227,7 +235,8 @@ def refine_relation(
         if nxt < 0 or nxt > 1:
             break
         k += direction
-    best = min(cache, key=lambda q: (distance(cache[q][1]), -q))
+    candidates = [q for q in cache if cache[q][1] > 0] or list(cache)
+    best = min(candidates, key=lambda q: (distance(cache[q][1]), -q))
     return cache[best][0], best
 
 
@@ -243,11 +252,11 @@ class FactOverlap:
     N_so: mean over pairs i<j of |A_i & A_j|  (nan if n < 2).
     R_so: mean over pairs of Jaccard |A_i & A_j| / |A_i | A_j|; a pair of two empty sets has Jaccard
           nan and is skipped (nan if no pair has a non-empty union).
-    N_uo: mean_i |A_i & U| (= N_s).
-    R_uo_mean_ratio: mean_i |A_i| / |U|  (nan if U is empty).
-    R_uo_ratio_of_means: N_s / N_u, the paper's Eq. 5 (nan if U is empty).
-        Per fact these two are equal (|U| does not depend on i); they differ only when averaged over
-        facts, see ``R_uo_pooled`` in :func:`summarize_overlap`.
+    N_uo: mean_i |A_i & U_-i|, U_-i the union of the fact's OTHER prompts' sets: how much of one prompt's set
+          the other paraphrases also find (nan if n < 2). Overlap with U itself would be |A_i| = N_s by
+          construction, so the paper's N_uo (21.88 against N_s 23.79 for GPT-2) cannot mean that.
+    R_uo: mean_i |A_i & U_-i| / |U|, the Jaccard of A_i with U_-i (A_i | U_-i = U); nan if U is empty or n < 2.
+    R_uo_eq5: N_s / N_u of this fact, the paper's Eq. 5 read per fact (nan if U is empty).
     Ratios are fractions in [0, 1], not percent.
     """
 
@@ -257,8 +266,8 @@ class FactOverlap:
     N_so: float
     R_so: float
     N_uo: float
-    R_uo_mean_ratio: float
-    R_uo_ratio_of_means: float
+    R_uo: float
+    R_uo_eq5: float
 
 
 def fact_overlap(sets: Sequence[frozenset]) -> FactOverlap:
@@ -284,10 +293,11 @@ def fact_overlap(sets: Sequence[frozenset]) -> FactOverlap:
                 jaccards.append(inter / uni)
     n_so = float(np.mean(inters)) if inters else nan
     r_so = float(np.mean(jaccards)) if jaccards else nan
-    n_uo = float(np.mean([len(s & union) for s in sets])) if n else nan
-    r_uo_mean = float(np.mean([sz / n_u for sz in sizes])) if (n and n_u) else nan
-    r_uo_means = n_s / n_u if (n and n_u) else nan
-    return FactOverlap(n, n_s, n_u, n_so, r_so, n_uo, r_uo_mean, r_uo_means)
+    with_others = [len(s & frozenset().union(*(sets[:i] + sets[i + 1:]))) for i, s in enumerate(sets)]
+    n_uo = float(np.mean(with_others)) if n >= 2 else nan
+    r_uo = float(np.mean(with_others)) / n_u if (n >= 2 and n_u) else nan
+    r_eq5 = n_s / n_u if (n and n_u) else nan
+    return FactOverlap(n, n_s, n_u, n_so, r_so, n_uo, r_uo, r_eq5)
 
 
 def overlap_table(fact_sets: Mapping[Hashable, Sequence[frozenset]]) -> pd.DataFrame:
@@ -311,15 +321,14 @@ def summarize_overlap(df: pd.DataFrame) -> pd.Series:
     """Means over facts (nan-skipping) of every metric column of an :func:`overlap_table`.
 
     Returns a Series indexed by the FactOverlap field names (n_prompts is the mean prompt count),
-    plus ``n_facts`` (number of rows) and ``R_uo_pooled`` = mean(N_s) / mean(N_u) over the facts with
-    a non-empty union (the ratio of means taken across facts; per fact the two R_uo fields are equal,
-    because |U| is the same for all of a fact's prompts). R values are fractions, not percent.
+    plus ``n_facts`` (number of rows) and ``R_uo_eq5_pooled`` = mean(N_s) / mean(N_u) over the facts with
+    a non-empty union: the paper's Eq. 5 applied to the averaged N_s and N_u. R values are fractions.
     """
     cols = [f.name for f in fields(FactOverlap) if f.name in df.columns]
     out = df[cols].astype(float).mean(skipna=True)
     out["n_facts"] = float(len(df))
     ok = df[(df["N_u"] > 0) & df["N_s"].notna()]
-    out["R_uo_pooled"] = float(ok["N_s"].mean() / ok["N_u"].mean()) if len(ok) else float("nan")
+    out["R_uo_eq5_pooled"] = float(ok["N_s"].mean() / ok["N_u"].mean()) if len(ok) else float("nan")
     return out
 
 
@@ -456,27 +465,36 @@ def union_ratios(sets: Sequence[frozenset]) -> np.ndarray:
     return np.asarray([len(s) / len(union) for s in sets], dtype=np.float64)
 
 
-def cross_fact_jaccards(fact_sets: Mapping[Hashable, Sequence[frozenset]], relation_of: Mapping[Hashable, str], *,
-                        n_pairs: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
-    """Jaccard of prompt sets from two *different* facts: the control for within-fact overlap.
+# --------------------------------------------------------------------------- per relation and per fact
 
-    Draws ``n_pairs`` pairs (with replacement, seeded) of (fact, prompt) entries whose facts differ, split by whether
-    the two facts share a relation. If a method gives the same set whatever the fact, these approach the within-fact
-    values. Pairs of two empty sets are skipped. Returns {"same_relation": [k1], "other_relation": [k2]}."""
-    entries = [(fact, s) for fact, sets in fact_sets.items() for s in sets]
-    out: dict[str, list] = {"same_relation": [], "other_relation": []}
-    if len({f for f, _ in entries}) < 2:
-        return {k: np.zeros(0) for k in out}
-    rng = np.random.default_rng(seed)
-    drawn = 0
-    while drawn < n_pairs:
-        i, j = rng.integers(len(entries), size=2)
-        (fa, a), (fb, b) = entries[i], entries[j]
-        if fa == fb:
-            continue
-        drawn += 1
-        union = len(a | b)
-        if union:
-            kind = "same_relation" if relation_of[fa] == relation_of[fb] else "other_relation"
-            out[kind].append(len(a & b) / union)
-    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+def refine_relations(fact_sets: Mapping[Hashable, Sequence[frozenset]], relation_of: Mapping[Hashable, str], *,
+                     p0: float = 0.7, step: float = 0.05, lo: float = 2.0, hi: float = 5.0) -> tuple[dict, pd.DataFrame]:
+    """Knowledge-Neurons refining of every relation (:func:`refine_relation` on each relation's facts).
+
+    fact_sets: {fact_id: coarse sets of its prompts}; relation_of: {fact_id: relation}.
+    Returns ({fact_id: refined set}, DataFrame indexed by relation with columns p (the sharing fraction used),
+    facts, mean_size (mean refined set size) and in_range (lo <= mean_size <= hi))."""
+    refined: dict = {}
+    rows = {}
+    for relation in sorted({relation_of[f] for f in fact_sets}):
+        facts = {f: s for f, s in fact_sets.items() if relation_of[f] == relation}
+        chosen, p = refine_relation(facts, p0=p0, step=step, lo=lo, hi=hi)
+        refined.update(chosen)
+        mean = float(np.mean([len(s) for s in chosen.values()]))
+        rows[relation] = {"p": p, "facts": len(facts), "mean_size": mean, "in_range": bool(lo <= mean <= hi)}
+    return refined, pd.DataFrame.from_dict(rows, orient="index").rename_axis("relation")
+
+
+def fact_pair_intersections(refined: Mapping[Hashable, frozenset], relation_of: Mapping[Hashable, str]) -> pd.DataFrame:
+    """Per fact, the mean |A & B| with every other fact's refined set of the same relation (``intra``) and of other
+    relations (``inter``); nan where there is no such fact. One row per fact (sorted), for a paired comparison of
+    intra against inter over facts (Dai et al.'s Table 2 gives only the two means)."""
+    facts = sorted(refined, key=str)
+    rows = {}
+    for f in facts:
+        same = [len(refined[f] & refined[g]) for g in facts if g != f and relation_of[g] == relation_of[f]]
+        other = [len(refined[f] & refined[g]) for g in facts if relation_of[g] != relation_of[f]]
+        rows[f] = {"intra": float(np.mean(same)) if same else float("nan"),
+                   "inter": float(np.mean(other)) if other else float("nan")}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["intra", "inter"]).rename_axis("fact")

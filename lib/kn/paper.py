@@ -1,11 +1,12 @@
 """kn.paper: the numbers the two papers report, as tables to set beside ours.
 
 API
-    LAND_TABLE4 (overlap), LAND_TABLE6 (detector size), LAND_TABLE7 (overlap after LAND),
+    LAND_TABLE4 (overlap), LAND_TABLE6 (detector size), LAND_TABLE7 (overlap after LAND), LAND_OPTIMISER,
+    LAND_OVERLAP_CLAIM,
     LAND_TABLE9 (change rate), LAND_TABLE10 (success rate), DAI_TABLE2 (refined sets, BERT-base)
 
 Percentages are given as fractions (0.2097, not 20.97). Sources: Wu et al. (CCL 2025) Tables 4, 6, 7, 9, 10;
-Dai et al. (ACL 2022) Table 2, as digested in the project's STUDY.md.
+Dai et al. (ACL 2022) Table 2.
 """
 
 from __future__ import annotations
@@ -66,3 +67,9 @@ DAI_TABLE2 = pd.DataFrame(
 
 # Dai et al.: suppression and amplification, average relative change of the correct answer's probability.
 DAI_SUPPRESS_AMPLIFY = {"suppress": -0.2903, "amplify": 0.3117}
+
+# LAND's training schedule (Sec. 4): Adam, 3 epochs, batch 8, learning rate 1e-4 (keys of kn.land.LandHyperParams).
+LAND_OPTIMISER = {"lr": 1e-4, "epochs": 3, "batch_size": 8}
+
+# The thresholds the papers' claims quote, as fractions.
+LAND_OVERLAP_CLAIM = 0.9658  # R_Lo for GPT-2, the lower of the two models (Llama-3.2-1B: 0.9766)

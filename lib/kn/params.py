@@ -3,87 +3,125 @@
 API
     StudyParams                      frozen dataclass; every key a notebook's `parameters` cell may hold
     StudyParams.from_mapping(d)      reject unknown keys and bad values (ParameterError names the key)
+    StudyParams.help(key) -> str     the one-line meaning of a key (the comment beside it in the notebooks)
     load_params(path)                a params/<model>.yaml file -> StudyParams
-    params_from_namespace(ns)        the known keys of a notebook's globals -> StudyParams
-    ParameterError
+    read_params_file(path) -> dict   the file's values, checked, as written (no defaults filled in)
+    resolve_notebook_params(ns) -> (StudyParams, dict of where each non-default value came from)
+        defaults < params_file < values edited in the notebook's cell < overrides (the command line's -p)
+    CHAPTER_KEYS                     {chapter: keys its parameters cell lists}
+    parameters_cell(chapter) -> str  the source of that cell, generated from the fields' defaults and help
+    DEFAULT_PARAMS_FILE, ParameterError
 
-The same keys are the notebooks' papermill parameters; `params/<model>.yaml` overrides the defaults.
+The same keys are the notebooks' papermill parameters; `params/<model>.yaml` and `kn ... -p KEY VALUE` override the
+defaults. Every field carries its meaning in ``metadata["help"]``; the notebooks' parameters cells are generated from
+it (a test keeps them in step).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .errors import BadInput
 
-class ParameterError(ValueError):
+DEFAULT_PARAMS_FILE = "params/smollm2-135m.yaml"  # the book's default run; relative to the project root
+
+
+class ParameterError(BadInput):
     pass
+
+
+def _p(default, help: str, *, factory: bool = False):
+    if factory:
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class StudyParams:
     # --- model and run -----------------------------------------------------
-    model: str = "smollm2-135m"  # embedded default, a Hugging Face id, a local folder, or tiny-gpt2/tiny-llama
-    run_dir: str = ""  # "" -> runs/<model slug>; relative paths start at the project root
-    data_dir: str = ""  # "" -> $KN_DATA_DIR, else the download cache
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "float32"  # weights' dtype for everything but attribution's compute dtype
-    seed: int = 0
-    # --- data adaptation (chapter 1) ----------------------------------------
-    templates_per_relation: int = 10
-    test_fraction: float = 0.1
-    relations: list[str] | None = None  # explicit relation ids; None -> all 34 (or n_relations of them)
-    n_relations: int | None = None  # a seeded sample of this many relations; None -> all
-    train_facts_per_relation: int | None = None  # a seeded sample per relation; None -> all
-    test_facts_per_relation: int | None = None
-    eval_batch_size: int = 32
+    model: str = _p("smollm2-135m", "embedded smollm2-135m or gemma3-270m, a Hugging Face id, a local folder, or tiny-*")
+    run_dir: str = _p("", "run folder; empty: runs/<model>; relative paths start at the project root")
+    data_dir: str = _p("", "PARAREL folder; empty: $KN_DATA_DIR, else the download cache")
+    device: str = _p("auto", "auto | cpu | cuda | cuda:N")
+    dtype: str = _p("float32", "dtype of the model weights: float32 | bfloat16 | float16")
+    seed: int = _p(0, "one seed for every draw (split, samples, designs, training)")
+    # --- data (chapter 1) ----------------------------------------------------
+    facts_file: str = _p("", "your own facts (CSV or JSON lines: relation, subject, object); empty: PARAREL")
+    templates_file: str = _p("", "your own templates (relation, template, provenance); needed with facts_file")
+    templates_per_relation: int = _p(10, "templates (paraphrases) per relation after adaptation")
+    test_fraction: float = _p(0.1, "share of the facts of each relation in the test split")
+    relations: list[str] | None = _p(None, "explicit relation ids; null -> all (or n_relations of them)")
+    n_relations: int | None = _p(None, "a seeded sample of this many relations; null -> all")
+    train_facts_per_relation: int | None = _p(None, "a seeded sample of train facts per relation; null -> all")
+    test_facts_per_relation: int | None = _p(None, "a seeded sample of test facts per relation; null -> all")
+    population: str = _p("all", "all: every fact (the papers); known: facts the model knows (rule below)")
+    known_max_rank: int = _p(0, "known: the first answer token ranks at most this (0 is top-1) ...")
+    known_min_templates: int = _p(1, "... on at least this many templates of the fact")
+    candidate_facts_per_relation: int | None = _p(None, "known: facts per relation and split scored for the rule; null -> all")
+    eval_batch_size: int = _p(32, "prompts per forward pass when scoring")
     # --- attribution (chapter 2) -------------------------------------------
-    ig_steps: int = 20
-    ig_rule: str = "right"  # right: k = 1..m (the paper's formula); left: k = 0..m-1 (Dai et al.'s code)
-    ig_dtype: str = "float32"
-    store_threshold: float = 0.05  # stored scores keep every neuron above this fraction of the prompt's max
-    coarse_threshold: float = 0.2  # t: coarse set = score > t * max
-    shard_index: int = 0
-    shard_count: int = 1
+    ig_steps: int = _p(20, "m, the integrated-gradients points (the papers: 20)")
+    ig_rule: str = _p("right", "right: alphas k/m for k in 1..m (the paper); left: k in 0..m-1 (code of Dai et al.); gauss_legendre")
+    ig_dtype: str = _p("float32", "compute dtype of attribution")
+    ig_neuron: str = _p("ffn_out_input", "ffn_out_input: input of the FFN output projection (the papers); pre_activation")
+    store_threshold: float = _p(0.05, "stored scores keep every neuron above this fraction of the prompt maximum")
+    coarse_threshold: float = _p(0.2, "t: the coarse set of a prompt is score > t x its maximum (GPT-2 0.3, Llama 0.2)")
+    shard_index: int = _p(0, "the shard of the prompts this job scores (scale-out)")
+    shard_count: int = _p(1, "number of shards")
+    # --- attribution choices (chapter 2b) ------------------------------------
+    convergence_prompts: int = _p(50, "prompts of the quadrature and neuron-definition study")
+    convergence_steps: list[int] = _p((1, 2, 4, 8, 20, 50, 100), "m values compared per rule", factory=True)
+    convergence_tolerance: float = _p(1e-3, "target error of the reference, relative to the largest score of the prompt")
+    convergence_panels: int = _p(25, "starting panels of the reference on [0, 1] (each sampled at 5 points), refined")
+    definition_top_k: int = _p(20, "neurons suppressed per definition in the causal check")
     # --- overlap (chapter 3) -------------------------------------------------
-    refine_threshold: float = 0.2  # coarse threshold of the sets Knowledge Neurons refining starts from (Dai et al.: 0.2)
+    refine_threshold: float = _p(0.2, "t of the coarse sets Knowledge-Neurons refining starts from (Dai: 0.2)")
+    refine_p_start: float = _p(0.7, "refining: the sharing fraction p starts here (Dai: 0.7) ...")
+    refine_p_step: float = _p(0.05, "... and moves by this step per relation (Dai: 0.05) ...")
+    refine_size_range: list[float] = _p((2.0, 5.0), "... until the mean refined size of the relation lies here", factory=True)
+    threshold_sweep: list[float] = _p((0.1, 0.2, 0.3, 0.4, 0.5), "coarse thresholds t of the overlap sweep", factory=True)
+    example_fact: str = _p("", "fact shown in the case tables; empty: the test fact answered best")
     # --- LAND (chapter 4) -----------------------------------------------------
-    land_rank: int = 64  # R
-    land_epochs: int = 3
-    land_batch_size: int = 8
-    land_lr: float = 1e-4
-    land_threshold: float = 1.0  # P, on the target's scale (how many of a fact's 10 coarse sets hold the neuron)
-    land_counterexamples: int = 2  # other facts of the same relation whose same-template prompts are counter-examples
+    land_rank: int = _p(64, "R, the rank of the detector per layer")
+    land_epochs: int = _p(3, "training epochs (the paper: 3)")
+    land_batch_size: int = _p(8, "batch size (the paper: 8)")
+    land_lr: float = _p(1e-4, "learning rate of Adam (the paper: 1e-4)")
+    land_threshold: float | None = _p(None, "P, on the count scale of the targets; null: chosen on validation facts")
+    land_threshold_grid: list[float] = _p((0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0), "P values tried on validation facts",
+                                          factory=True)
+    land_validation_fraction: float = _p(0.2, "share of the train facts of each relation held out to choose P")
+    land_counterexamples: int = _p(2, "other facts whose same-template prompts are counter-examples")
+    learning_curve_fractions: list[float] = _p((0.125, 0.25, 0.5, 1.0), "shares of the train facts in the learning curve",
+                                               factory=True)
     # --- amplification and editing (chapters 5, 6) ------------------------------
-    unrelated_pairing: str = "other_relation"  # Unrelated tests on a fact of: other_relation | same_relation | any
-    amplify_factor: float = 2.0
-    suppress_factor: float = 0.0
-    bootstrap_samples: int = 1000
-    edit_lambda1: float = 2.0  # weight of the old answer's embedding removed from each value vector
-    edit_lambda2: float = 2.0  # weight of the new answer's embedding added
-    edit_scaled: bool = False  # Dai et al.'s code: lambdas times ||v|| / ||e||
-    ppl_statements: int = 20  # statements ("prompt answer") per group for perplexity
-    erase_top_k: int = 10  # a relation's most common refined neurons zeroed when erasing it
+    unrelated_pairing: str = _p("other_relation", "Unrelated tests on a fact of: other_relation | same_relation | any")
+    amplify_factor: float = _p(2.0, "activations x this to amplify")
+    suppress_factor: float = _p(0.0, "activations x this to suppress")
+    bootstrap_samples: int = _p(1000, "bootstrap resamples of every interval")
+    edit_lambda1: float = _p(2.0, "weight of the old answer embedding removed from each value vector")
+    edit_lambda2: float = _p(2.0, "weight of the new answer embedding added")
+    edit_scaled: bool = _p(False, "as the code of Dai et al.: lambdas times ||v|| / ||e||")
+    ppl_statements: int = _p(20, "statements per relation for perplexity")
+    erase_top_k: int = _p(10, "most common refined neurons of a relation zeroed when erasing it")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
+    def help(cls, key: str) -> str:
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}[key]
+
+    @classmethod
     def from_mapping(cls, values: typing.Mapping, *, source: str = "parameters") -> "StudyParams":
-        if not isinstance(values, typing.Mapping):
-            raise ParameterError(f"{source}: expected a mapping of parameter names to values, got {type(values).__name__}")
-        unknown = sorted(set(values) - set(cls.keys()))
-        if unknown:
-            raise ParameterError(f"{source}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(cls.keys())}")
-        hints = typing.get_type_hints(cls)
-        checked = {key: _check_type(key, value, hints[key], source) for key, value in values.items()}
-        return cls(**checked)
+        return cls(**_checked(values, source))
 
     def __post_init__(self):
         def bad(key, why):
@@ -96,34 +134,66 @@ class StudyParams:
         for key in ("dtype", "ig_dtype"):
             if getattr(self, key) not in ("float32", "bfloat16", "float16"):
                 bad(key, "use float32, bfloat16 or float16")
+        if bool(self.facts_file) != bool(self.templates_file):
+            bad("facts_file", "give facts_file and templates_file together")
         if self.templates_per_relation < 2:
             bad("templates_per_relation", "needs at least 2 paraphrases per fact")
         if not 0.0 < self.test_fraction < 1.0:
             bad("test_fraction", "must lie strictly between 0 and 1")
         if self.relations is not None and self.n_relations is not None:
             bad("n_relations", "give either relations or n_relations, not both")
-        for key in ("n_relations", "train_facts_per_relation", "test_facts_per_relation"):
+        for key in ("n_relations", "train_facts_per_relation", "test_facts_per_relation", "candidate_facts_per_relation"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 bad(key, "must be at least 1 (or null for all)")
+        if self.population not in ("all", "known"):
+            bad("population", "use all or known")
+        if self.known_max_rank < 0:
+            bad("known_max_rank", "must be 0 (top-1) or more")
+        if not 1 <= self.known_min_templates <= self.templates_per_relation:
+            bad("known_min_templates", f"must lie in 1..templates_per_relation={self.templates_per_relation}")
         if self.eval_batch_size < 1:
             bad("eval_batch_size", "must be at least 1")
         if self.ig_steps < 1:
             bad("ig_steps", "must be at least 1")
-        if self.ig_rule not in ("right", "left"):
-            bad("ig_rule", "use right (k = 1..m) or left (k = 0..m-1)")
+        if self.ig_rule not in ("right", "left", "gauss_legendre"):
+            bad("ig_rule", "use right (k = 1..m), left (k = 0..m-1) or gauss_legendre")
+        if self.ig_neuron not in ("ffn_out_input", "pre_activation"):
+            bad("ig_neuron", "use ffn_out_input (the papers) or pre_activation")
         if not 0.0 < self.store_threshold <= self.coarse_threshold:
             bad("store_threshold", "must be > 0 and not above coarse_threshold")
         for key in ("coarse_threshold", "refine_threshold"):
             if not self.store_threshold <= getattr(self, key) < 1.0:
                 bad(key, f"must lie in [store_threshold={self.store_threshold}, 1)")
+        if any(not self.store_threshold <= t < 1.0 for t in self.threshold_sweep) or not self.threshold_sweep:
+            bad("threshold_sweep", f"every t must lie in [store_threshold={self.store_threshold}, 1)")
+        if self.convergence_prompts < 0 or not self.convergence_steps or min(self.convergence_steps) < 1:
+            bad("convergence_steps", "needs m values >= 1 (and convergence_prompts >= 0)")
+        if not 0 < self.convergence_tolerance < 0.1:
+            bad("convergence_tolerance", "must lie in (0, 0.1)")
+        if self.convergence_panels < 1:
+            bad("convergence_panels", "must be at least 1")
+        if self.definition_top_k < 1:
+            bad("definition_top_k", "must be at least 1")
+        if not 0 < self.refine_p_start < 1 or not 0 < self.refine_p_step < 0.5:
+            bad("refine_p_start", "p must start in (0, 1) and move by a step in (0, 0.5)")
+        if len(self.refine_size_range) != 2 or not 0 < self.refine_size_range[0] <= self.refine_size_range[1]:
+            bad("refine_size_range", "give [low, high] with 0 < low <= high")
         for key in ("land_rank", "land_epochs", "land_batch_size"):
             if getattr(self, key) < 1:
                 bad(key, "must be at least 1")
         if not self.land_lr > 0:
             bad("land_lr", "must be positive")
+        if self.land_threshold is not None and self.land_threshold < 0:
+            bad("land_threshold", "must be >= 0 (or null: chosen on validation facts)")
+        if not self.land_threshold_grid or min(self.land_threshold_grid) < 0:
+            bad("land_threshold_grid", "needs values >= 0")
+        if not 0 < self.land_validation_fraction < 1:
+            bad("land_validation_fraction", "must lie strictly between 0 and 1")
         if self.land_counterexamples < 0:
             bad("land_counterexamples", "must be 0 or more")
+        if not self.learning_curve_fractions or not all(0 < f <= 1 for f in self.learning_curve_fractions):
+            bad("learning_curve_fractions", "every share must lie in (0, 1]")
         if self.unrelated_pairing not in ("other_relation", "same_relation", "any"):
             bad("unrelated_pairing", "use other_relation, same_relation or any")
         if self.amplify_factor < 0 or self.suppress_factor < 0:
@@ -160,6 +230,17 @@ def project_root() -> Path:
     """The checkout holding lib/kn (editable install), else the working directory."""
     here = Path(__file__).resolve().parents[2]
     return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+def _checked(values: typing.Mapping, source: str) -> dict:
+    """``values`` with every key known and every value of its field's type (ints accepted for floats)."""
+    if not isinstance(values, typing.Mapping):
+        raise ParameterError(f"{source}: expected a mapping of parameter names to values, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(StudyParams.keys()))
+    if unknown:
+        raise ParameterError(f"{source}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(StudyParams.keys())}")
+    hints = typing.get_type_hints(StudyParams)
+    return {key: _check_type(key, value, hints[key], source) for key, value in values.items()}
 
 
 def _check_type(key: str, value, hint, source: str):
@@ -201,7 +282,8 @@ def _name(hint) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
-def load_params(path: str | Path) -> StudyParams:
+def read_params_file(path: str | Path) -> dict:
+    """The values a params file sets (checked: known keys, right types), without defaults."""
     path = Path(path)
     if not path.is_file():
         raise ParameterError(f"params file {path} does not exist")
@@ -209,13 +291,86 @@ def load_params(path: str | Path) -> StudyParams:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ParameterError(f"{path}: not valid YAML: {err}") from err
-    return StudyParams.from_mapping(values, source=str(path))
+    return _checked(values, str(path))
 
 
-def params_from_namespace(namespace: typing.Mapping) -> StudyParams:
-    """The StudyParams keys found in ``namespace`` (a notebook's ``globals()``); missing keys take their defaults."""
-    return StudyParams.from_mapping({k: namespace[k] for k in StudyParams.keys() if k in namespace},
-                                    source="notebook parameters")
+def load_params(path: str | Path) -> StudyParams:
+    return StudyParams.from_mapping(read_params_file(path), source=str(path))
 
 
-__all__ = ["StudyParams", "ParameterError", "load_params", "params_from_namespace", "project_root"]
+def resolve_notebook_params(namespace: typing.Mapping) -> tuple[StudyParams, dict[str, str]]:
+    """A chapter's parameters from its globals: defaults < ``params_file`` < cell edits < ``overrides``.
+
+    namespace: the notebook's ``globals()`` after its parameters cell (and papermill's injected cell). It may hold
+    ``params_file`` (path, relative to the project root; "" -> DEFAULT_PARAMS_FILE), ``overrides`` (a dict, set by
+    `kn chapter ... -p KEY VALUE`) and any StudyParams key. A key counts as edited in the cell when its value
+    differs from the StudyParams default: the cells list the defaults, so an unedited notebook runs exactly the
+    params file's run, and changing one value in the cell re-computes the chapter with it.
+    Returns (params, origin) where origin maps every key whose value is not the default to "params file",
+    "notebook cell" or "override"."""
+    file = namespace.get("params_file") or DEFAULT_PARAMS_FILE
+    path = Path(file) if Path(file).is_absolute() else project_root() / file
+    from_file = read_params_file(path)
+    defaults = StudyParams().as_dict()
+    cell = _checked({k: namespace[k] for k in StudyParams.keys() if k in namespace}, "notebook parameters")
+    edited = {k: v for k, v in cell.items() if v != defaults[k]}
+    overrides = _checked(dict(namespace.get("overrides") or {}), "overrides")
+    values = {**from_file, **edited, **overrides}
+    params = StudyParams.from_mapping(values, source=f"{path.name} + notebook + overrides")
+    origin = {}
+    for key, value in params.as_dict().items():
+        if key in overrides:
+            origin[key] = "override"
+        elif key in edited:
+            origin[key] = "notebook cell"
+        elif key in from_file:
+            origin[key] = "params file"
+    return params, origin
+
+
+# Which keys each chapter's parameters cell lists (all keys stay accepted by every chapter).
+_RUN_KEYS = ("model", "run_dir", "data_dir", "device", "dtype", "seed")
+_DATA_KEYS = ("facts_file", "templates_file", "templates_per_relation", "test_fraction", "relations", "n_relations",
+              "train_facts_per_relation", "test_facts_per_relation", "population", "known_max_rank",
+              "known_min_templates", "candidate_facts_per_relation")
+CHAPTER_KEYS: dict[str, tuple[str, ...]] = {
+    "01_data_adaptation": _RUN_KEYS + _DATA_KEYS + ("eval_batch_size",),
+    "02_attribution": _RUN_KEYS + ("ig_steps", "ig_rule", "ig_dtype", "ig_neuron", "store_threshold",
+                                   "coarse_threshold", "shard_index", "shard_count"),
+    "02b_attribution_choices": _RUN_KEYS + ("ig_steps", "ig_rule", "ig_dtype", "coarse_threshold",
+                                            "convergence_prompts", "convergence_steps", "convergence_tolerance",
+                                            "convergence_panels",
+                                            "definition_top_k", "eval_batch_size"),
+    "03_overlap": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "refine_p_start", "refine_p_step",
+                               "refine_size_range", "threshold_sweep", "example_fact", "bootstrap_samples"),
+    "04_land": _RUN_KEYS + ("coarse_threshold", "land_rank", "land_epochs", "land_batch_size", "land_lr",
+                            "land_threshold", "land_threshold_grid", "land_validation_fraction",
+                            "land_counterexamples", "learning_curve_fractions", "example_fact", "bootstrap_samples"),
+    "05_amplification": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "unrelated_pairing", "amplify_factor",
+                                     "suppress_factor", "bootstrap_samples", "eval_batch_size"),
+    "06_editing": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "unrelated_pairing", "edit_lambda1",
+                               "edit_lambda2", "edit_scaled", "ppl_statements", "erase_top_k", "bootstrap_samples",
+                               "eval_batch_size"),
+}
+
+
+def parameters_cell(chapter: str) -> str:
+    """The source of ``chapter``'s parameters cell: params_file, overrides, progress_file, then its keys with their
+    defaults and meanings."""
+    defaults = StudyParams()
+    lines = [
+        "# Defaults. The runs of the book take their values from params_file (params/<model>.yaml) and from",
+        "# `kn ... -p KEY VALUE` (overrides); a value changed here takes precedence over the params file.",
+        f'params_file = ""  # the run this chapter reads and adds to; empty: {DEFAULT_PARAMS_FILE}',
+        "overrides = {}  # set by the kn command (-p KEY VALUE)",
+        'progress_file = ""  # set by the kn command: where progress lines go (the terminal, not this page)',
+    ]
+    for key in CHAPTER_KEYS[chapter]:
+        value = getattr(defaults, key)
+        literal = json.dumps(value) if isinstance(value, str) else repr(value)
+        lines.append(f"{key} = {literal}  # {StudyParams.help(key)}")
+    return "\n".join(lines)
+
+
+__all__ = ["StudyParams", "ParameterError", "load_params", "read_params_file", "resolve_notebook_params",
+           "project_root", "CHAPTER_KEYS", "parameters_cell", "DEFAULT_PARAMS_FILE"]

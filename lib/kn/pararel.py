@@ -6,11 +6,14 @@ API
     read_templates(data_dir, relations) -> DataFrame[relation, position, template]   every PARAREL template
     is_y_final(template), prompt_stem(template, subject)
     adapt_templates(templates, authored_csv, n=10) -> DataFrame[relation, position, template, provenance]
-    split_facts(facts, test_fraction, seed) -> facts with a `split` column (train/test), per relation, model-free
-    sample_facts(facts, params) -> the seeded slice a run works on
-    build_prompts(facts, templates) -> DataFrame: one row per (fact, template), with prompt and answer
+    split_facts(facts, test_fraction, seed) -> facts with a `split` column (train/test), per relation, model-free;
+        a (subject, object) pair held by several relations lands on one side in all of them
+    choose_relations(facts, params) -> [relation];  sample_facts(facts, params, limits=None) -> a seeded slice
+    fact_ids(facts) -> Series "P36:12";  prompt_id(fact_id, template_position) -> "P36:12#3"   names of rows
+    build_prompts(facts, templates) -> DataFrame: one row per (fact, template), with prompt_id, prompt and answer
     add_answer_tokens(prompts, tokenizer) -> + target_id, answer_n_tokens
-    load_adapted(params) -> AdaptedData (all of the above, checked, for a run)
+    load_adapted(params) -> AdaptedData (facts split, templates adapted, checked), from PARAREL or the user's files
+    read_user_facts(path), read_user_templates(path)   CSV or JSON lines (see the book's methods page)
     DataFileError
 
 Every reading error names the file and the line (or key) at fault.
@@ -39,6 +42,18 @@ _TRAILING_DOT = re.compile(r"\s*\.\s*$")
 
 
 # --- reading -----------------------------------------------------------------
+def _json_lines(path: Path):
+    """(where, record) of each non-blank line of a JSON-lines file; ``where`` names the file and line."""
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {lineno}"
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFileError(f"{where}: not valid JSON ({err.msg})") from err
+
+
 def read_facts(data_dir: str | Path) -> pd.DataFrame:
     """Dai et al.'s fact set: one row per (relation, subject, object), in file order (repeats kept)."""
     path = Path(data_dir) / FACTS_PATH
@@ -77,14 +92,7 @@ def read_templates(data_dir: str | Path, relations) -> pd.DataFrame:
         if not path.is_file():
             raise DataFileError(f"template file {path} is missing")
         position = 0
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}: line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFileError(f"{where}: not valid JSON ({err.msg})") from err
+        for where, record in _json_lines(path):
             if not isinstance(record, dict) or not isinstance(record.get("pattern"), str):
                 raise DataFileError(f"{where}: expected an object with a string field 'pattern'")
             template = record["pattern"]
@@ -179,49 +187,96 @@ def _relation_rng(relation: str, seed: int, purpose: str) -> np.random.Generator
 
 
 def split_facts(facts: pd.DataFrame, test_fraction: float = 0.1, seed: int = 0) -> pd.DataFrame:
-    """Seeded 9:1 (by default) train/test split by fact, within each relation; depends on nothing model-related."""
+    """Seeded 9:1 (by default) train/test split by fact, within each relation; depends on nothing model-related.
+
+    A (subject, object) pair that several relations hold (P176/P178, P364/P407, ...) goes to ONE side in all of them:
+    their templates overlap, so a test prompt would otherwise repeat a train prompt word for word. Relations are taken
+    in sorted order; the first that holds a pair decides its side, and the later ones inherit it and draw their other
+    facts so that each relation still has round(test_fraction * n) test facts where it can. A relation that shares no
+    pair is split by its own seeded permutation alone, whatever other relations are present."""
     facts = facts.copy()
     facts["split"] = "train"
-    for relation, index in facts.groupby("relation").groups.items():
-        order = _relation_rng(relation, seed, "split").permutation(len(index))
+    decided: dict[tuple[str, str], str] = {}
+    for relation in sorted(facts["relation"].unique()):
+        index = np.asarray(facts.index[facts["relation"] == relation])
+        pairs = list(zip(facts.loc[index, "subject"], facts.loc[index, "object"]))
+        forced = {i: decided[k] for i, k in zip(index, pairs) if k in decided}
+        free = np.asarray([i for i in index if i not in forced])
         n_test = int(round(test_fraction * len(index)))
-        facts.loc[np.asarray(index)[order[:n_test]], "split"] = "test"
+        n_free_test = min(max(n_test - sum(v == "test" for v in forced.values()), 0), len(free))
+        order = _relation_rng(relation, seed, "split").permutation(len(free))
+        test = set(free[order[:n_free_test]].tolist()) | {i for i, v in forced.items() if v == "test"}
+        facts.loc[list(test), "split"] = "test"
+        for i, k in zip(index, pairs):
+            decided.setdefault(k, "test" if i in test else "train")
     return facts
 
 
-def sample_facts(facts: pd.DataFrame, params: StudyParams) -> pd.DataFrame:
-    """The run's slice: chosen relations, then a seeded sample of train and test facts per relation."""
+def choose_relations(facts: pd.DataFrame, params: StudyParams) -> list[str]:
+    """The run's relations: ``relations``, else a seeded sample of ``n_relations``, else all (sorted)."""
     relations = sorted(facts["relation"].unique())
     if params.relations is not None:
         missing = sorted(set(params.relations) - set(relations))
         if missing:
             raise DataFileError(f"parameter relations: {missing} not among the {len(relations)} relations")
-        relations = sorted(params.relations)
-    elif params.n_relations is not None:
+        return sorted(params.relations)
+    if params.n_relations is not None:
         order = np.random.default_rng(params.seed).permutation(len(relations))
-        relations = sorted(relations[i] for i in order[: params.n_relations])
+        return sorted(relations[i] for i in order[: params.n_relations])
+    return relations
+
+
+def sample_facts(facts: pd.DataFrame, params: StudyParams, *, limits: dict | None = None,
+                 purpose: str = "sample") -> pd.DataFrame:
+    """A seeded slice of ``facts``: the run's relations, then per relation and split at most ``limits[split]`` facts
+    (default: train_facts_per_relation / test_facts_per_relation; None = all).
+
+    A pair already drawn in an earlier relation (sorted order) is drawn first in a later one that holds it (its twin,
+    on the same side of the split by construction), so cross-relation duplicates stay together; the rest is a seeded
+    permutation per (relation, split, purpose). A relation's draw never depends on relations that share no pair."""
+    relations = choose_relations(facts, params)
+    if limits is None:
+        limits = {"train": params.train_facts_per_relation, "test": params.test_facts_per_relation}
+    drawn: set[tuple[str, str]] = set()
     parts = []
     for relation in relations:
         group = facts[facts["relation"] == relation]
-        for split, limit in (("train", params.train_facts_per_relation), ("test", params.test_facts_per_relation)):
+        for split in ("train", "test"):
             chunk = group[group["split"] == split]
+            limit = limits.get(split)
             if limit is not None and limit < len(chunk):
-                pick = _relation_rng(relation, params.seed, f"sample-{split}").permutation(len(chunk))[:limit]
-                chunk = chunk.iloc[np.sort(pick)]
+                keys = list(zip(chunk["subject"], chunk["object"]))
+                twins = [i for i, k in enumerate(keys) if k in drawn][:limit]
+                rest = [i for i in _relation_rng(relation, params.seed, f"{purpose}-{split}").permutation(len(chunk))
+                        if i not in set(twins)]
+                chunk = chunk.iloc[np.sort(twins + rest[: limit - len(twins)])]
+            drawn.update(zip(chunk["subject"], chunk["object"]))
             parts.append(chunk)
     return pd.concat(parts).sort_values(["relation", "fact_index"]).reset_index(drop=True)
 
 
 # --- prompts ------------------------------------------------------------------------
+def fact_ids(facts: pd.DataFrame) -> pd.Series:
+    """A fact's name, "P36:12": its relation and its index in the relation's list as read."""
+    return facts["relation"] + ":" + facts["fact_index"].astype(str)
+
+
+def prompt_id(fact_id: str, template_position: int) -> str:
+    """A prompt's name: its fact and template, "P176:12#3". Two relations can hold the same subject, object and
+    wording, so the prompt's text (or the attribution store's key, made from it) does not name a row; this does."""
+    return f"{fact_id}#{int(template_position)}"
+
+
 def build_prompts(facts: pd.DataFrame, templates: pd.DataFrame) -> pd.DataFrame:
-    """One row per (fact, template): relation, fact_id, subject, object, split, template_position, template,
-    provenance, prompt, answer (" " + object: the next-token continuation)."""
+    """One row per (fact, template): prompt_id, relation, fact_id, subject, object, split, template_position,
+    template, provenance, prompt, answer (" " + object: the next-token continuation)."""
     merged = facts.merge(templates.rename(columns={"position": "template_position"}), on="relation")
-    merged["fact_id"] = merged["relation"] + ":" + merged["fact_index"].astype(str)
+    merged["fact_id"] = fact_ids(merged)
+    merged["prompt_id"] = [prompt_id(f, t) for f, t in zip(merged["fact_id"], merged["template_position"])]
     merged["prompt"] = [prompt_stem(t, s) for t, s in zip(merged["template"], merged["subject"])]
     merged["answer"] = " " + merged["object"]
-    columns = ["relation", "fact_id", "fact_index", "subject", "object", "split", "template_position", "template",
-               "provenance", "prompt", "answer"]
+    columns = ["prompt_id", "relation", "fact_id", "fact_index", "subject", "object", "split", "template_position",
+               "template", "provenance", "prompt", "answer"]
     return merged[columns].sort_values(["relation", "fact_index", "template_position"]).reset_index(drop=True)
 
 
@@ -237,13 +292,13 @@ def add_answer_tokens(prompts: pd.DataFrame, tokenizer) -> pd.DataFrame:
 
 @dataclass
 class AdaptedData:
-    data_dir: Path
-    facts_raw: pd.DataFrame  # Dai et al.'s set as read
+    data_dir: Path  # the PARAREL folder, or the folder of a user's facts file
+    facts_raw: pd.DataFrame  # the facts as read
     facts: pd.DataFrame  # repeats dropped, with split
     n_repeats_dropped: int
-    templates_all: pd.DataFrame  # every PARAREL template of the 34 relations
+    templates_all: pd.DataFrame  # every template read (PARAREL: all templates of the 34 relations)
     templates: pd.DataFrame  # adapted: n per relation, with provenance
-    sample: pd.DataFrame  # the run's facts
+    source: str = "pararel"  # pararel | user
 
     @property
     def n_prompts_full_templates(self) -> int:
@@ -252,9 +307,10 @@ class AdaptedData:
         return int(self.facts_raw["relation"].map(per_relation).sum())
 
     def summary(self) -> dict:
-        """The counts the chapter reports (and tests check against STUDY.md)."""
+        """The data's counts, before any sampling (the chapter reports them; tests check them)."""
         counts = self.template_counts()
         return {
+            "source": self.source,
             "relations": int(self.facts_raw["relation"].nunique()),
             "facts_raw": len(self.facts_raw),
             "facts_repeats_dropped": self.n_repeats_dropped,
@@ -265,13 +321,27 @@ class AdaptedData:
             "relations_with_4_y_final": int((counts["y_final"] >= 4).sum()),
             "templates_authored": int(counts["authored"].sum()),
             "templates_per_relation_adapted": sorted(set(counts["adapted"].tolist())),
-            "prompts_adapted": len(self.facts) * int(counts["adapted"].iloc[0]),
+            "prompts_adapted": int(self.facts["relation"].map(counts["adapted"]).sum()),
             "facts_train": int((self.facts["split"] == "train").sum()),
             "facts_test": int((self.facts["split"] == "test").sum()),
-            "sample_relations": int(self.sample["relation"].nunique()),
-            "sample_facts_train": int((self.sample["split"] == "train").sum()),
-            "sample_facts_test": int((self.sample["split"] == "test").sum()),
         }
+
+    def counts(self) -> pd.Series:
+        """The data's counts with readable labels (chapter 1's first table)."""
+        s = self.summary()
+        return pd.Series({
+            "relations": s["relations"],
+            "facts as read": s["facts_raw"],
+            "repeated (relation, subject, object), dropped": s["facts_repeats_dropped"],
+            "facts kept": s["facts"],
+            "prompts, facts x every template (Dai et al.'s count)": s["prompts_full_templates"],
+            "templates of these relations": s["templates_pararel"],
+            "... with [Y] last": s["templates_y_final"],
+            "relations with 4 or more [Y]-final templates": s["relations_with_4_y_final"],
+            "templates authored by this project": s["templates_authored"],
+            "prompts after adaptation": s["prompts_adapted"],
+            "train facts / test facts": f"{s['facts_train']:,} / {s['facts_test']:,}",
+        }, name="count")
 
     def template_counts(self) -> pd.DataFrame:
         all_ = self.templates_all.groupby("relation").size().rename("pararel")
@@ -280,11 +350,15 @@ class AdaptedData:
         table = pd.concat([all_, final.rename("y_final")], axis=1).fillna(0).astype(int)
         table["kept"] = adapted.get("pararel", 0)
         table["authored"] = adapted.get("authored", 0)
-        table["adapted"] = table["kept"] + table["authored"]
+        table["adapted"] = adapted.sum(axis=1)
         return table
 
 
 def load_adapted(params: StudyParams, authored_csv: str | Path | None = None) -> AdaptedData:
+    """The run's data, split: PARAREL adapted as LAND does, or the user's own facts and templates (facts_file,
+    templates_file). Sampling is kn.population's job (it may need the model)."""
+    if params.facts_file:
+        return _load_user(params)
     data_dir = resolve_data_dir(params.data_dir or None)
     facts_raw = read_facts(data_dir)
     facts, n_dropped = drop_repeated_facts(facts_raw)
@@ -292,5 +366,80 @@ def load_adapted(params: StudyParams, authored_csv: str | Path | None = None) ->
     relations = sorted(facts["relation"].unique())
     templates_all = read_templates(data_dir, relations)
     templates = adapt_templates(templates_all, authored_csv, params.templates_per_relation)
-    sample = sample_facts(facts, params)
-    return AdaptedData(data_dir, facts_raw, facts, n_dropped, templates_all, templates, sample)
+    return AdaptedData(data_dir, facts_raw, facts, n_dropped, templates_all, templates)
+
+
+# --- the user's own facts ------------------------------------------------------------
+_RELATION_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _read_records(path: Path, columns: tuple[str, ...]) -> list[tuple[str, dict]]:
+    """(where, record) of each row of a CSV file (header line) or a JSON-lines file (.jsonl), with ``columns``
+    present and non-empty strings; ``where`` names the file and line."""
+    if not path.is_file():
+        raise DataFileError(f"file {path} is missing")
+    rows = []
+    if path.suffix == ".jsonl":
+        for where, record in _json_lines(path):
+            if not isinstance(record, dict):
+                raise DataFileError(f"{where}: expected an object with fields {list(columns)}")
+            rows.append((where, record))
+    elif path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+                raise DataFileError(f"{path}: line 1: header must hold {list(columns)}, got {reader.fieldnames}")
+            rows = [(f"{path}: line {reader.line_num}", row) for row in reader]
+    else:
+        raise DataFileError(f"{path}: use a .csv file (with a header line) or a .jsonl file (one JSON object per line)")
+    for where, record in rows:
+        for column in columns:
+            value = record.get(column)
+            if not isinstance(value, str) or not value.strip():
+                raise DataFileError(f"{where}: field {column!r} must be a non-empty string, got {value!r}")
+    if not rows:
+        raise DataFileError(f"{path}: no rows")
+    return rows
+
+
+def read_user_facts(path: str | Path) -> pd.DataFrame:
+    """A user's facts: CSV (header relation,subject,object) or JSON lines ({"relation", "subject", "object"}).
+    Returns DataFrame[relation, fact_index, subject, object], fact_index counting within each relation."""
+    rows, counter = [], {}
+    for where, record in _read_records(Path(path), ("relation", "subject", "object")):
+        relation = record["relation"].strip()
+        if not _RELATION_ID.fullmatch(relation):
+            raise DataFileError(f"{where}: relation {relation!r} may hold only letters, digits, '_', '.' and '-'")
+        rows.append((relation, counter.get(relation, 0), record["subject"].strip(), record["object"].strip()))
+        counter[relation] = counter.get(relation, 0) + 1
+    return pd.DataFrame(rows, columns=["relation", "fact_index", "subject", "object"])
+
+
+def read_user_templates(path: str | Path) -> pd.DataFrame:
+    """A user's templates: CSV (header relation,template,provenance) or JSON lines; each template holds [X] once
+    and ends with [Y] (a final "." allowed). Returns DataFrame[relation, position, template, provenance]."""
+    rows, counter = [], {}
+    for where, record in _read_records(Path(path), ("relation", "template", "provenance")):
+        relation = record["relation"].strip()
+        _check_slots(record["template"], where, require_y_final=True)
+        rows.append((relation, counter.get(relation, 0), record["template"], record["provenance"].strip()))
+        counter[relation] = counter.get(relation, 0) + 1
+    return pd.DataFrame(rows, columns=["relation", "position", "template", "provenance"])
+
+
+def _load_user(params: StudyParams) -> AdaptedData:
+    root = project_root()
+    facts_path, templates_path = (Path(f) if Path(f).is_absolute() else root / f
+                                  for f in (params.facts_file, params.templates_file))
+    facts_raw = read_user_facts(facts_path)
+    templates_all = read_user_templates(templates_path)
+    n = params.templates_per_relation
+    counts = templates_all.groupby("relation").size()
+    for relation in sorted(facts_raw["relation"].unique()):
+        if counts.get(relation, 0) < n:
+            raise DataFileError(f"{templates_path}: relation {relation} has {counts.get(relation, 0)} templates; "
+                                f"templates_per_relation={n} needs {n}")
+    templates = templates_all[templates_all["position"] < n].reset_index(drop=True)
+    facts, n_dropped = drop_repeated_facts(facts_raw)
+    facts = split_facts(facts, params.test_fraction, params.seed)
+    return AdaptedData(facts_path.parent, facts_raw, facts, n_dropped, templates_all, templates, source="user")

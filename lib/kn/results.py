@@ -1,16 +1,24 @@
-"""kn.results: collect every run folder's summaries into the tables of the results page.
+"""kn.results: every run folder's summaries, set beside the papers' tables, and the claims they support.
 
 API
-    find_runs(runs_root) -> {run name: RunFolder}                 runs whose chapter 1 finished
-    collect(runs) -> dict[str, DataFrame]                         one table per paper table, paper rows first
-    verdicts(tables) -> dict[str, str]                            one sentence per table: does the claim hold here?
+    find_runs(runs_root) -> {run name: RunFolder}          runs whose chapter 1 finished
+    Run(name, folder, data, attribution, choices, overlap, land, amplification, editing)   typed summaries (None
+                                                            where a chapter has not run); .label
+    load_runs(runs) -> [Run]
+    data_table(runs), table4(runs), table2(runs), table6(runs), table7(runs), detectors_table(runs),
+    table9(runs), table10(runs), erasing_table(runs), choices_table(runs) -> DataFrame   papers' rows first;
+        ours as kn.stats.Interval ("mean [low, high]"), "–" where a source gives nothing
+    claims(runs, chapter) -> DataFrame [claim x run]: each run's verdict sentence for each claim of that chapter
+    across_models(runs) -> DataFrame [claim x (run..., "verdict")]: holds for every run, for some, for none
     chapter_times(runs) -> DataFrame [run x chapter] seconds
 
-Nothing is recomputed: every number comes from a chapter's *_summary.json in the run folder.
+Nothing is recomputed: every number comes from a chapter's summary record (kn.summaries), and every sentence is the one
+the chapter itself printed (kn.findings), so the results page and the chapters cannot disagree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +26,16 @@ import pandas as pd
 
 from . import paper
 from .store import RunFolder
+from .summaries import (AmplificationSummary, AttributionSummary, ChoicesSummary, DataSummary, EditingSummary,
+                        LandSummary, OverlapSummary)
 
-CONDITIONS = ("Same", "Related", "Unrelated")
+__all__ = ["find_runs", "Run", "load_runs", "data_table", "table4", "table2", "table6", "table7", "detectors_table",
+           "table9", "table10", "erasing_table", "choices_table", "claims", "across_models", "chapter_times",
+           "CHAPTER_SUMMARIES"]
+
+CHAPTER_SUMMARIES = {"data": DataSummary, "attribution": AttributionSummary, "choices": ChoicesSummary,
+                     "overlap": OverlapSummary, "land": LandSummary, "amplification": AmplificationSummary,
+                     "editing": EditingSummary}
 
 
 def find_runs(runs_root: str | Path) -> dict[str, RunFolder]:
@@ -29,133 +45,194 @@ def find_runs(runs_root: str | Path) -> dict[str, RunFolder]:
     return {p.name: RunFolder(p) for p in sorted(root.iterdir()) if (p / "data_summary.json").is_file()}
 
 
-def _model(run: RunFolder) -> str:
-    return run.read_json("data_summary")["model"]
+@dataclass
+class Run:
+    name: str
+    folder: RunFolder
+    data: DataSummary
+    attribution: AttributionSummary | None = None
+    choices: ChoicesSummary | None = None
+    overlap: OverlapSummary | None = None
+    land: LandSummary | None = None
+    amplification: AmplificationSummary | None = None
+    editing: EditingSummary | None = None
+
+    @property
+    def label(self) -> str:
+        """"ours, <model>" plus the run's name when it differs from the model's, and its population."""
+        model = self.data.model
+        name = "" if self.name in (model, model.split("/")[-1].lower().replace(".", "-")) else f" ({self.name})"
+        population = "known facts" if self.data.population == "known" else "all facts"
+        return f"ours, {model}{name}, {population}"
 
 
-def _label(name: str, run: RunFolder) -> str:
-    model = _model(run)
-    return f"ours, {model}" if name == model or name == model.split("/")[-1].lower() else f"ours, {model} ({name})"
-
-
-def _get(run: RunFolder, name: str):
-    return run.read_json(name) if run.has(f"{name}.json") else None
-
-
-def collect(runs: dict[str, RunFolder]) -> dict[str, pd.DataFrame]:
-    tables: dict[str, pd.DataFrame] = {}
-
-    rows = []
-    for name, run in runs.items():
-        d = run.read_json("data_summary")
-        rows.append({"run": _label(name, run), "facts": d["sample_facts_train"] + d["sample_facts_test"],
-                     "prompts": d["sample_prompts"], "top-1 accuracy": d["top1_accuracy"],
-                     "multi-token answers": d["multi_token_answer_share"]})
-    tables["data"] = pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
-
-    t4 = paper.LAND_TABLE4.copy()
-    t2 = paper.DAI_TABLE2.copy()
-    for name, run in runs.items():
-        o = _get(run, "overlap_summary")
-        if o:
-            s = o["table4"]
-            t4.loc[_label(name, run)] = [s["N_s"], s["N_u"], s["N_so"], s["R_so"], s["N_uo"], s["R_uo_mean_ratio"]]
-            t2.loc[_label(name, run)] = [o["refined_per_fact"], o["intra_relation"], o["inter_relation"]]
-    tables["table4"], tables["dai_table2"] = t4, t2
-
-    t6 = paper.LAND_TABLE6.copy()
-    t7 = paper.LAND_TABLE7.copy()
-    t7.insert(0, "R_so", [0.2097, 0.2276])
-    t7["R_Lo, other facts"] = np.nan
-    for name, run in runs.items():
-        land = _get(run, "land_summary")
-        if land:
-            t6.loc[_label(name, run)] = [land["n_layers"], land["n_neurons"], land["rank"], land["n_parameters"]]
-            across = np.nanmean([land["across_fact_same_relation"], land["across_fact_other_relation"]])
-            t7.loc[_label(name, run)] = [land["R_so"], land["N_L"], land["N_Lo"], land["R_Lo"], across]
-    tables["table6"], tables["table7"] = t6, t7
-
-    t9 = paper.LAND_TABLE9.copy()
-    t10 = paper.LAND_TABLE10.copy()
-    for name, run in runs.items():
-        amp = _get(run, "amplification_summary")
-        if amp:
-            for method in amp["amplify_mean"]["Same"]:
-                t9.loc[len(t9)] = [_label(name, run), method] + [amp["amplify_mean"][c][method] for c in CONDITIONS]
-        edit = _get(run, "editing_summary")
-        if edit:
-            for method, by_condition in edit["success"].items():
-                t10.loc[len(t10)] = [_label(name, run), method] + [by_condition[c] for c in CONDITIONS]
-    tables["table9"], tables["table10"] = t9, t10
-
-    erase = []
-    for name, run in runs.items():
-        edit = _get(run, "editing_summary")
-        if edit:
-            e = pd.DataFrame(edit["erasing"])
-            erase.append({"run": _label(name, run), "relations": len(e),
-                          "erased relation, mean change": e["change, erased relation"].mean(),
-                          "other relations, mean change": e["change, other relations (mean)"].mean()})
-    tables["erasing"] = pd.DataFrame(erase).set_index("run") if erase else pd.DataFrame()
-    return tables
-
-
-def _ours(table: pd.DataFrame) -> pd.DataFrame:
-    index = table.index if "model" not in table else table["model"]
-    return table[[str(i).startswith("ours") for i in index]]
-
-
-def _our_methods(table: pd.DataFrame):
-    """(run label, its rows indexed by method) for each of our runs that has the paper's three methods."""
-    for model, group in table[table["model"].str.startswith("ours")].groupby("model"):
-        g = group.set_index("method")
-        if {"LAND", "KN-refined", "Baseline"} <= set(g.index):
-            yield model, g
-
-
-def verdicts(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """A sentence per table saying whether the paper's claim holds for each of our runs."""
-    out = {}
-    t4 = _ours(tables["table4"])
-    out["table4"] = " ".join(
-        f"{run}: two paraphrases share {r['R_so']:.0%} of their coarse neurons (Jaccard), "
-        + ("so the claim that paraphrases light up largely different neurons holds." if r["R_so"] < 0.5
-           else "more than half: the claim does not hold here.") for run, r in t4.iterrows()) or "No run yet."
-    t2 = _ours(tables["dai_table2"])
-    out["dai_table2"] = " ".join(
-        f"{run}: {r['neurons_per_fact']:.1f} refined neurons per fact; facts of one relation share "
-        f"{r['intra_relation']:.2f} on average against {r['inter_relation']:.2f} across relations, "
-        + ("so, as for BERT, refined sets are more alike within a relation." if r["intra_relation"] > r["inter_relation"]
-           else "unlike BERT, no more alike within a relation.") for run, r in t2.iterrows()) or "No run yet."
-    t7 = _ours(tables["table7"])
-    out["table7"] = " ".join(
-        f"{run}: LAND sets of one fact's paraphrases overlap {r['R_Lo']:.0%} (coarse sets: {r['R_so']:.0%}); "
-        f"LAND sets of different facts overlap {r['R_Lo, other facts']:.0%}. "
-        + ("The paper's claim of >96% overlap holds" if r["R_Lo"] > 0.9 else "The paper's >96% overlap is not reached")
-        + (", but sets of different facts are nearly as alike, so the overlap reflects a fact-independent set."
-           if r["R_Lo"] - r["R_Lo, other facts"] < 0.1 else ", and it is specific to the fact.")
-        for run, r in t7.iterrows()) or "No run yet."
-    lines = []
-    for model, g in _our_methods(tables["table9"]):
-        best = g.loc[["Baseline", "KN-refined", "LAND"], "Related"].idxmax()
-        lines.append(f"{model}: on Related prompts the largest mean change rate comes from {best} "
-                     f"(LAND {g.loc['LAND', 'Related']:.2f}, KN-refined {g.loc['KN-refined', 'Related']:.2f}, "
-                     f"Baseline {g.loc['Baseline', 'Related']:.2f}; random neurons {g.loc['Random', 'Related']:.2f}); "
-                     + ("LAND's advantage claimed by the paper holds." if best == "LAND"
-                        else "the paper's claim that LAND amplifies best does not hold here."))
-    out["table9"] = " ".join(lines) or "No run yet."
-    lines = []
-    for model, g in _our_methods(tables["table10"]):
-        best = g.loc[["Baseline", "KN-refined", "LAND"], "Related"].idxmax()
-        lines.append(f"{model}: editing succeeds on {g.loc['LAND', 'Related']:.0%} of Related prompts with LAND, "
-                     f"{g.loc['KN-refined', 'Related']:.0%} with KN-refined, {g.loc['Baseline', 'Related']:.0%} with "
-                     f"Baseline and {g.loc['Random', 'Related']:.0%} with random neurons (before: "
-                     f"{g.loc['Before', 'Related']:.0%}); "
-                     + ("LAND leads, as the paper claims." if best == "LAND" and
-                        g.loc["LAND", "Related"] > g.loc["KN-refined", "Related"]
-                        else "LAND does not lead here, against the paper's claim."))
-    out["table10"] = " ".join(lines) or "No run yet."
+def load_runs(runs: dict[str, RunFolder]) -> list[Run]:
+    out = []
+    for name, folder in runs.items():
+        found = {k: (cls.read(folder) if cls.exists(folder) else None) for k, cls in CHAPTER_SUMMARIES.items()}
+        out.append(Run(name, folder, **found))
     return out
+
+
+def _frame(rows: dict, columns=None) -> pd.DataFrame:
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    return frame if columns is None else frame.reindex(columns=columns)
+
+
+def data_table(runs: list[Run]) -> pd.DataFrame:
+    rows = {r.label: {"population": r.data.population + (f" ({r.data.known_rule})" if r.data.known_rule else ""),
+                      "relations": r.data.sample_relations, "train facts": r.data.sample_facts_train,
+                      "test facts": r.data.sample_facts_test, "prompts": r.data.sample_prompts,
+                      "top-1 accuracy": r.data.top1_accuracy} for r in runs}
+    return _frame(rows)
+
+
+def table4(runs: list[Run]) -> pd.DataFrame:
+    columns = ["N_s", "N_u", "N_so", "R_so", "N_uo", "R_uo", "R_uo (Eq. 5)"]
+    rows = {source: {**row.to_dict(), "R_uo (Eq. 5)": row["N_s"] / row["N_u"]}
+            for source, row in paper.LAND_TABLE4.iterrows()}
+    for r in runs:
+        if r.overlap:
+            rows[f"{r.label}, test facts"] = {("R_uo (Eq. 5)" if k == "R_uo_eq5" else k): v
+                                              for k, v in r.overlap.table4_test.items()}
+    return _frame(rows, columns)
+
+
+def table2(runs: list[Run]) -> pd.DataFrame:
+    rows = {source: row.to_dict() for source, row in paper.DAI_TABLE2.iterrows()}
+    for r in runs:
+        if r.overlap:
+            rows[r.label] = {"neurons_per_fact": r.overlap.refined_per_fact, "intra_relation": r.overlap.intra_relation,
+                             "inter_relation": r.overlap.inter_relation}
+    return _frame(rows, list(paper.DAI_TABLE2.columns))
+
+
+def table6(runs: list[Run]) -> pd.DataFrame:
+    rows = {source: row.to_dict() for source, row in paper.LAND_TABLE6.iterrows()}
+    for r in runs:
+        if r.land:
+            rows[r.label] = {"L": r.land.n_layers, "H": r.land.n_neurons, "R": r.land.rank,
+                             "parameters": r.land.n_parameters}
+    return _frame(rows, list(paper.LAND_TABLE6.columns))
+
+
+def table7(runs: list[Run]) -> pd.DataFrame:
+    columns = ["N_s", "N_so", "R_so", "N_L", "N_Lo", "R_Lo", "LAND, other facts of the relation", "LAND, fact-specific"]
+    rows = {source: {"N_s": t4["N_s"], "N_so": t4["N_so"], "R_so": t4["R_so"], **paper.LAND_TABLE7.loc[source]}
+            for source, t4 in paper.LAND_TABLE4.iterrows()}
+    for r in runs:
+        if r.land:
+            land = r.land.detectors.get("land", {})
+            rows[f"{r.label}, test facts"] = {**r.land.table7,
+                                              "LAND, other facts of the relation": land.get("across_same_relation"),
+                                              "LAND, fact-specific": land.get("fact_specific")}
+    return _frame(rows, columns)
+
+
+def detectors_table(runs: list[Run]) -> pd.DataFrame:
+    from .land_study import DETECTORS
+
+    rows = {}
+    for r in runs:
+        if r.land:
+            for key, metrics in r.land.detectors.items():
+                rows[(r.label, DETECTORS.get(key, key))] = metrics
+    frame = _frame(rows)
+    if not frame.empty:
+        frame.index = pd.MultiIndex.from_tuples(frame.index, names=["run", "detector"])
+    return frame
+
+
+def _method_table(runs: list[Run], reference: pd.DataFrame, field: str, key: str) -> pd.DataFrame:
+    rows = {(f"LAND, {m}", method): row[["Same", "Related", "Unrelated"]].to_dict()
+            for (m, method), row in reference.set_index(["model", "method"]).iterrows()}
+    for r in runs:
+        summary = getattr(r, field)
+        if summary:
+            for method, by_condition in getattr(summary, key).items():
+                rows[(r.label, method)] = by_condition
+    frame = _frame(rows, ["Same", "Related", "Unrelated"])
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["source", "method"])
+    return frame
+
+
+def table9(runs: list[Run]) -> pd.DataFrame:
+    return _method_table(runs, paper.LAND_TABLE9, "amplification", "amplify")
+
+
+def table10(runs: list[Run]) -> pd.DataFrame:
+    return _method_table(runs, paper.LAND_TABLE10, "editing", "success")
+
+
+def erasing_table(runs: list[Run]) -> pd.DataFrame:
+    rows = {}
+    for r in runs:
+        if r.editing:
+            e = pd.DataFrame(r.editing.erasing)
+            for what, part in e.groupby("erased"):
+                rows[(r.label, what)] = {"relations": len(part),
+                                         "erased relation, mean change": float(part["change_erased_relation"].mean()),
+                                         "other relations, mean change": float(part["change_other_relations"].mean())}
+    frame = _frame(rows)
+    if not frame.empty:
+        frame.index = pd.MultiIndex.from_tuples(frame.index, names=["run", "erased"])
+    return frame
+
+
+def choices_table(runs: list[Run]) -> pd.DataFrame:
+    """Per run, the paper's rule and m = 1 against the converged reference, and the two neuron definitions."""
+    rows = {}
+    for r in runs:
+        if r.choices:
+            table = pd.DataFrame(r.choices.convergence).set_index(["rule", "steps"])
+            row = {"prompts": r.choices.prompts}
+            for (rule, m), label in ((("right", 20), "paper's rule"), (("right", 1), "m = 1"),
+                                     (("right", 100), "right, m = 100")):
+                if (rule, m) in table.index:
+                    row[f"Jaccard vs reference, {label}"] = float(table.loc[(rule, m), "jaccard_reference_mean"])
+            row["slow layers"] = ", ".join(map(str, r.choices.slow_layers)) or "none"
+            row["Jaccard of the two neuron definitions"] = r.choices.definitions_jaccard
+            rows[r.label] = row
+    return _frame(rows)
+
+
+def claims(runs: list[Run], chapter: str) -> pd.DataFrame:
+    """[claim x run]: the sentence each run's chapter printed for each of its claims."""
+    rows: dict = {}
+    for r in runs:
+        summary = getattr(r, chapter)
+        if summary is None:
+            continue
+        for c in summary.claims:
+            rows.setdefault(c.name, {})[r.label] = c.sentence
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def across_models(runs: list[Run]) -> pd.DataFrame:
+    """Each claim that carries a verdict (Claim.holds), run by run (the interval it rests on), and whether it holds
+    for every run, for some, or for none; "not distinguishable" runs are counted as neither."""
+    rows: dict = {}
+    for r in runs:
+        for chapter in ("choices", "overlap", "land", "amplification", "editing"):
+            summary = getattr(r, chapter)
+            for c in (summary.claims if summary else []):
+                if c.interval is None and c.holds is None:
+                    continue
+                cell = {True: "holds", False: "does not hold", None: "not distinguishable"}[c.holds]
+                if c.interval is not None:
+                    cell += f": {c.interval.format('{:.2f}')}"
+                rows.setdefault((chapter, c.name), {})[r.label] = (cell, c.holds)
+    out = {}
+    for key, by_run in rows.items():
+        verdicts = [h for _, h in by_run.values()]
+        summary = ("holds for every run" if all(v is True for v in verdicts) else
+                   "holds for none" if all(v is not True for v in verdicts) else
+                   f"holds for {sum(v is True for v in verdicts)} of {len(verdicts)} runs")
+        out[key] = {**{run: text for run, (text, _) in by_run.items()}, "across runs": summary}
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    if not frame.empty:
+        frame.index = pd.MultiIndex.from_tuples(frame.index, names=["chapter", "claim"])
+    return frame
 
 
 def chapter_times(runs: dict[str, RunFolder]) -> pd.DataFrame:
@@ -163,4 +240,4 @@ def chapter_times(runs: dict[str, RunFolder]) -> pd.DataFrame:
     table = pd.DataFrame(rows).T
     if not table.empty:
         table["total"] = table.sum(axis=1)
-    return table
+    return table.astype(float) if not table.empty else table

@@ -1,77 +1,395 @@
-"""kn.runner: execute the chapters for a params file with papermill, then build the Jupyter Book.
+"""kn.runner: execute the chapters for a params file with papermill, publish each completed chapter, build the book.
 
 API
     CHAPTERS                                   notebook names in order
-    execute_chapters(params_file, chapters=None, *, book_root=None) -> dict[chapter, seconds]
+    execute_chapters(params_file, chapters=None, *, book_root=None, progress=True, overrides=None,
+                     notebooks_dir=None) -> dict[chapter, seconds]
+    check_params(params_file, overrides=None) -> StudyParams     the YAML and the overrides, validated together
+    parse_overrides([(key, text), ...]) -> dict                  `-p KEY VALUE` pairs: VALUE read as YAML, key checked
+    select_chapters(wanted, available=CHAPTERS) -> list[str]     "04", "4" and "04_land" all name chapter 4
     execute_results(book_root=None) -> Path    the results page, from every run folder under <book_root>/runs
-    build_book(book_root=None) -> Path         results page, then jupyter-book 1.x, warnings as errors
-    main(argv)                                 `python -m kn.runner --params params/gpt2.yaml [--chapters 02] [--no-book]`
+    build_book(book_root=None) -> Path         prune_book_runs, the results page, then jupyter-book 1.x, warnings as errors
+    prune_book_runs(book_root=None) -> list    failed pages (from older runners) and empty folders out of book/runs/
+    prepare_book_root(target) -> Path          the book's sources copied to ``target`` (tests build there)
+    UnknownChapter (a BadInput), ChapterFailed (.chapter, .notebook, .ename, .evalue, .bad_input)
+    main(argv)                                 `python -m kn.runner --params P [--chapters 02] [--no-book]`, an alias of
+                                               the `kn` command (kn.cli), kept for old scripts
 
-Executed notebooks go to <book_root>/book/runs/<run name>/, the run's data to its run_dir (runs/<run name>/).
-Every parameter is checked, and the data folder found, before the first notebook starts.
+What a chapter receives (the contract with the notebooks): exactly three papermill parameters,
+    params_file    the params YAML's absolute path (a string)
+    overrides      the `-p` values, parsed and validated ({} if none)
+    progress_file  where the chapter's kn.progress bars write ("" for no terminal progress)
+and KN_PROGRESS_FILE set to progress_file in the kernel's environment. Every parameter, every chapter name and the data
+folder are checked before the first notebook starts.
+
+Where things go: each chapter executes into a staging folder. Only a chapter that completed is published: its executed
+notebook (parameters cells tagged `remove-cell`, the model in the title, paths of this machine made relative) replaces
+<book_root>/book/runs/<run name>/<chapter>.ipynb atomically, its seconds go to the run folder's timings.json and its
+overrides to overrides.json ({chapter: {key: value}}). A failed chapter's notebook is kept in <run_dir>/failed/ and the
+page of its last good execution stays. A failure that leaves a run folder which did not exist before (or was empty)
+without a completed chapter 1 removes that folder; the failed notebook then goes to <tmp>/kn-failed/<run name>/.
+While a chapter runs, the lines its bars write to progress_file are printed, prefixed with the chapter's name.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
-from .params import load_params, project_root
+from .errors import BadInput, bad_input_names
+from .params import ParameterError, StudyParams, load_params, project_root
+from .progress import ENV_FILE, clock
 
-CHAPTERS = ("01_data_adaptation", "02_attribution", "03_overlap", "04_land", "05_amplification", "06_editing")
+CHAPTERS = ("01_data_adaptation", "02_attribution", "02b_attribution_choices", "03_overlap", "04_land",
+            "05_amplification", "06_editing")
+# Raised in a notebook's kernel and meaning "bad input", though (for now) not subclasses of kn.errors.BadInput.
+KERNEL_BAD_INPUT = frozenset({"UnknownModel", "UnsupportedArchitecture"})
+FAILED_FOLDER = "failed"
+# The kernel's start-up log (e.g. ipykernel 7's "running over TCP without encryption") would reach the terminal's stderr,
+# between the command's own lines; a kernel that dies still fails the chapter (DeadKernelError).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
-def _select(chapters) -> list[str]:
-    if not chapters:
-        return list(CHAPTERS)
+class UnknownChapter(BadInput):
+    pass
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter's notebook raised in its kernel; ``__cause__`` is papermill's PapermillExecutionError."""
+
+    def __init__(self, chapter: str, notebook: Path | None, ename: str, evalue: str):
+        self.chapter, self.notebook, self.ename, self.evalue = chapter, notebook, ename, evalue
+        kept = f" (executed notebook kept at {_show(notebook)})" if notebook else ""
+        super().__init__(f"{chapter}: {ename}: {evalue}{kept}")
+
+    @property
+    def bad_input(self) -> bool:
+        """The kernel raised an error the user can fix (a BadInput, an unknown model), not a bug."""
+        from . import download, store  # noqa: F401  (their BadInput classes count only once imported)
+
+        return self.ename in bad_input_names() | KERNEL_BAD_INPUT
+
+
+# --- checking the inputs ---------------------------------------------------------------------------------------------
+def available_chapters(notebooks_dir: str | Path | None = None) -> tuple[str, ...]:
+    """CHAPTERS, or the `NN_name.ipynb` / `NNx_name.ipynb` notebooks of another folder (stub chapters in the tests)."""
+    if notebooks_dir is None:
+        return CHAPTERS
+    return tuple(sorted(p.stem for p in Path(notebooks_dir).glob("*.ipynb") if re.match(r"\d\d[a-z]?_", p.stem)))
+
+
+def select_chapters(wanted, available=CHAPTERS) -> list[str]:
+    """The chapters named in ``wanted`` ("04", "4", "04_land", "2b"), in the order given; all of them when it is empty."""
+    if not wanted:
+        return list(available)
     picked = []
-    for want in chapters:
-        match = [c for c in CHAPTERS if c == want or c.split("_")[0] == want.zfill(2)]
+    for want in wanted:
+        text = str(want).strip()
+        numbered = re.fullmatch(r"(\d+)([a-z]?)", text)  # "4", "04", "2b": the chapter's number
+        number = numbered.group(1).zfill(2) + numbered.group(2) if numbered else None
+        match = [c for c in available if c == text or c.split("_")[0] == number]
         if not match:
-            raise SystemExit(f"unknown chapter {want!r}; chapters: {', '.join(CHAPTERS)}")
-        picked += match
+            raise UnknownChapter(f"unknown chapter {text!r}; chapters: {', '.join(available)}")
+        picked += [c for c in match if c not in picked]
     return picked
 
 
-def execute_chapters(params_file: str | Path, chapters=None, *, book_root: str | Path | None = None,
-                     progress: bool = True) -> dict[str, float]:
-    import papermill
+def _select(chapters) -> list[str]:  # the old name
+    return select_chapters(chapters)
+
+
+def parse_overrides(pairs) -> dict:
+    """`-p KEY VALUE` pairs -> {key: value}: VALUE read with yaml.safe_load (2.0 a float, null None, [P36] a list,
+    true a bool), KEY one of StudyParams'. Values are type-checked by check_params."""
     import yaml
 
+    known = StudyParams.keys()
+    overrides = {}
+    for key, text in pairs or ():
+        if key not in known:
+            raise ParameterError(f"-p {key}: unknown parameter{_suggest(key)}")
+        try:
+            overrides[key] = yaml.safe_load(text) if isinstance(text, str) else text
+        except yaml.YAMLError as err:
+            reason = str(err).splitlines()[0]
+            raise ParameterError(f"-p {key} {text!r}: not a YAML value ({reason})") from err
+    return overrides
+
+
+def check_params(params_file: str | Path, overrides: dict | None = None) -> StudyParams:
+    """The params YAML with the overrides on top, validated like the YAML's own keys (ParameterError otherwise)."""
+    import yaml
+
+    base = load_params(params_file)  # a missing or bad file, an unknown key or a bad value in the YAML
+    if not overrides:
+        return base
+    for key in overrides:
+        if key not in StudyParams.keys():
+            raise ParameterError(f"-p {key}: unknown parameter{_suggest(key)}")
+    values = yaml.safe_load(Path(params_file).read_text()) or {}
+    source = f"{params_file} with " + " ".join(f"-p {k} {v!r}" for k, v in overrides.items())
+    try:
+        return StudyParams.from_mapping({**values, **overrides}, source=source)
+    except ParameterError as err:
+        if str(err).startswith(source):
+            raise
+        raise ParameterError(f"{source}: {err}") from err
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, StudyParams.keys(), n=3)
+    if close:
+        return f" (did you mean {' or '.join(close)}?)"
+    return f"; known: {', '.join(StudyParams.keys())}"
+
+
+# --- executing ---------------------------------------------------------------------------------------------------------
+_print_lock = threading.Lock()
+
+
+def _say(line: str) -> None:
+    with _print_lock:
+        print(line, flush=True)
+
+
+def _show(path) -> str:
+    """A path as the user would type it: relative to the working directory when it lies below it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+class _Tail(threading.Thread):
+    """Print the complete lines appended to ``path`` while a chapter runs, each prefixed."""
+
+    def __init__(self, path: Path, prefix: str, poll: float = 0.25):
+        super().__init__(daemon=True, name=f"kn-progress-{prefix}")
+        self.path, self.prefix, self.poll = Path(path), prefix, poll
+        self._offset, self._pending, self._stop_event = 0, b"", threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.poll):
+            self._drain()
+        self._drain(final=True)
+
+    def _drain(self, final: bool = False) -> None:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+                self._offset = handle.tell()
+        except OSError:
+            return
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        if final and self._pending:
+            lines, self._pending = lines + [self._pending], b""
+        for line in lines:
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                _say(f"{self.prefix} {text}")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join()
+
+
+def _takes_params_file(notebook: Path) -> bool:
+    """Whether the chapter's `parameters` cell follows the contract (params_file, overrides, progress_file)."""
+    import re
+
+    import nbformat
+
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            return re.search(r"^\s*params_file\s*=", cell.source, re.M) is not None
+    return False
+
+
+def execute_chapters(params_file: str | Path, chapters=None, *, book_root: str | Path | None = None,
+                     progress: bool = True, overrides: dict | None = None,
+                     notebooks_dir: str | Path | None = None) -> dict[str, float]:
+    """Execute ``chapters`` (default: all) for ``params_file`` with ``overrides`` on top; see the module docstring.
+
+    Returns {chapter: seconds} of the chapters executed. Raises a BadInput (ParameterError, UnknownChapter,
+    DataFileError) before any notebook starts, and ChapterFailed when a notebook raises (after keeping it)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     from .download import resolve_data_dir
+
+    overrides = dict(overrides or {})
+    params = check_params(params_file, overrides)  # unknown keys and bad values stop here, before anything runs
+    params_file = Path(params_file).absolute()
+    notebooks = Path(notebooks_dir).absolute() if notebooks_dir else project_root() / "notebooks"
+    available = available_chapters(notebooks_dir)
+    selected = select_chapters(chapters, available)
+    first = available[0] if available else None
+    if first in selected:
+        resolve_data_dir(params.data_dir or None)  # missing data fails here, not inside a notebook
+    root = (Path(book_root) if book_root else project_root()).absolute()
+    run_dir = params.resolved_run_dir()
+    book_dir = root / "book" / "runs" / run_dir.name
+    fresh = not run_dir.exists() or not any(run_dir.iterdir())  # nothing there but what this invocation makes
+    parent_made = not run_dir.parent.exists()
+    staging = Path(tempfile.mkdtemp(prefix="kn-staging-"))
+    shown = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    done: dict[str, float] = {}
+    try:
+        for number, chapter in enumerate(selected, 1):
+            source = notebooks / f"{chapter}.ipynb"
+            staged = staging / f"{chapter}.ipynb"
+            progress_file = staging / f"{chapter}.progress" if progress else None
+            parameters = {"params_file": str(params_file), "overrides": overrides,
+                          "progress_file": str(progress_file) if progress_file else ""}
+            if not _takes_params_file(source):  # an old-style chapter: its parameters one by one
+                import yaml
+
+                parameters = {**(yaml.safe_load(params_file.read_text()) or {}), **overrides,
+                              "run_dir": str(run_dir)}
+            prefix = f"[{chapter}]"
+            _say(f"{prefix} started ({number}/{len(selected)}): {params.model}, {_show(params_file)}"
+                 + (f", overrides {shown}" if shown else ""))
+            tail = _Tail(progress_file, prefix) if progress_file else None
+            previous = os.environ.get(ENV_FILE)
+            os.environ[ENV_FILE] = str(progress_file) if progress_file else ""  # the kernel inherits it
+            started = time.perf_counter()
+            if tail:
+                tail.start()
+            try:
+                papermill.execute_notebook(str(source), str(staged), parameters=parameters, cwd=str(source.parent),
+                                           progress_bar=False, log_output=False, kernel_name="python3",
+                                           extra_arguments=KERNEL_ARGUMENTS)
+            except BaseException as err:
+                if tail:
+                    tail.stop()
+                spent = clock(time.perf_counter() - started)
+                remove_run = fresh and first not in done
+                kept = _keep_failed(staged, run_dir, remove_run)
+                if remove_run:
+                    _remove_run_folder(run_dir, parent_made)
+                what = err.ename if isinstance(err, PapermillExecutionError) else type(err).__name__
+                verb = ("interrupted" if isinstance(err, KeyboardInterrupt) else
+                        "stopped" if isinstance(err, SystemExit) else "failed")
+                _say(f"{prefix} {verb} after {spent} ({what})"
+                     + (f"; the executed notebook is kept at {_show(kept)}" if kept else ""))
+                if isinstance(err, PapermillExecutionError):
+                    raise ChapterFailed(chapter, kept, err.ename, err.evalue) from err
+                raise
+            finally:
+                if tail:
+                    tail.stop()
+                if previous is None:
+                    os.environ.pop(ENV_FILE, None)
+                else:
+                    os.environ[ENV_FILE] = previous
+            seconds = round(time.perf_counter() - started, 1)
+            _record(run_dir, chapter, seconds, overrides)
+            _publish(staged, book_dir / f"{chapter}.ipynb", root=root, model=params.model,
+                     replace={str(params_file): _portable(params_file, root), str(run_dir): _portable(run_dir, root),
+                              **({str(progress_file): ""} if progress_file else {}),
+                              str(source): _portable(source, root)})
+            done[chapter] = seconds
+            _say(f"{prefix} done in {clock(seconds)}; page {_show(book_dir / f'{chapter}.ipynb')}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return done
+
+
+def _record(run_dir: Path, chapter: str, seconds: float, overrides: dict) -> None:
+    """timings.json and overrides.json of the run folder; a chapter's failed notebook of an earlier try goes."""
     from .store import RunFolder
 
-    params_file = Path(params_file)
-    params = load_params(params_file)  # rejects unknown keys and bad values before anything runs
-    selected = _select(chapters)
-    if CHAPTERS[0] in selected:
-        resolve_data_dir(params.data_dir or None)  # missing data fails here, not inside a notebook
-    root = Path(book_root) if book_root else project_root()
-    out_dir = root / "book" / "runs" / params.resolved_run_dir().name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = RunFolder(params.resolved_run_dir())
-    values = yaml.safe_load(params_file.read_text()) or {}
-    values["run_dir"] = str(params.resolved_run_dir())
+    run = RunFolder(run_dir)
     timings = run.read_json("timings") if run.has("timings.json") else {}
-    for chapter in selected:
-        source = project_root() / "notebooks" / f"{chapter}.ipynb"
-        target = out_dir / f"{chapter}.ipynb"
-        started = time.perf_counter()
-        papermill.execute_notebook(str(source), str(target), parameters=values, cwd=str(source.parent),
-                                   progress_bar=progress, kernel_name="python3")
-        timings[chapter] = round(time.perf_counter() - started, 1)
-        _title_with_model(target, params.model)
-        run.write_json("timings", timings)
-    return {c: timings[c] for c in selected}
+    timings[chapter] = seconds
+    run.write_json("timings", timings)
+    recorded = run.read_json("overrides") if run.has("overrides.json") else {}
+    recorded[chapter] = overrides
+    run.write_json("overrides", recorded)
+    failed = run.path / FAILED_FOLDER
+    (failed / f"{chapter}.ipynb").unlink(missing_ok=True)
+    if failed.is_dir() and not any(failed.iterdir()):
+        failed.rmdir()
+
+
+def _keep_failed(staged: Path, run_dir: Path, run_goes: bool) -> Path | None:
+    if not staged.is_file():
+        return None
+    folder = Path(tempfile.gettempdir()) / "kn-failed" / run_dir.name if run_goes else run_dir / FAILED_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / staged.name
+    shutil.move(str(staged), target)
+    return target
+
+
+def _remove_run_folder(run_dir: Path, parent_made: bool) -> None:
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if parent_made:
+        try:
+            run_dir.parent.rmdir()  # only if this invocation made it and nothing else is there
+        except OSError:
+            pass
+
+
+def _portable(path: Path, root: Path) -> str:
+    """``path`` relative to the book root or the checkout when it lies below one of them (no machine paths in pages)."""
+    for base in (root, project_root()):
+        try:
+            return Path(path).absolute().relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(path)
+
+
+def _publish(staged: Path, target: Path, *, root: Path, model: str, replace: dict[str, str]) -> None:
+    """Make the executed notebook a book page and move it into place atomically (readers see the old or the new)."""
+    import nbformat
+
+    from .store import atomic_write_bytes
+
+    nb = nbformat.read(staged, as_version=4)
+    titled = False
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.cell_type == "code" and ("parameters" in tags or "injected-parameters" in tags):
+            if "remove-cell" not in tags:
+                cell.metadata["tags"] = [*tags, "remove-cell"]
+            if "injected-parameters" in tags:
+                cell.source = _replace_all(cell.source, replace)
+        if not titled and cell.cell_type == "markdown" and cell.source.startswith("# "):
+            first, _, rest = cell.source.partition("\n")  # the book lists every model's chapters side by side
+            cell.source = f"{first} ({model})\n{rest}"
+            titled = True
+    meta = nb.metadata.get("papermill")
+    if meta:
+        meta["input_path"] = _replace_all(str(meta.get("input_path", "")), replace)
+        meta["output_path"] = _portable(target, root)
+        meta["parameters"] = {k: _replace_all(v, replace) if isinstance(v, str) else v
+                              for k, v in (meta.get("parameters") or {}).items()}
+    atomic_write_bytes(target, nbformat.writes(nb).encode())
+
+
+def _replace_all(text: str, replace: dict[str, str]) -> str:
+    for old, new in sorted(replace.items(), key=lambda kv: -len(kv[0])):
+        if old:
+            text = text.replace(old, new)
+    return text
 
 
 def _title_with_model(path: Path, model: str) -> None:
-    """Name the model in the chapter's title: the book lists every model's chapters side by side."""
+    """Name the model in the chapter's title (kept for callers of the old runner; _publish does it now)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -83,6 +401,7 @@ def _title_with_model(path: Path, model: str) -> None:
     nbformat.write(nb, path)
 
 
+# --- the book ----------------------------------------------------------------------------------------------------------
 def execute_results(book_root: str | Path | None = None) -> Path:
     """The results page: a notebook reading every run folder under <book_root>/runs, executed into book/generated/."""
     import papermill
@@ -96,9 +415,38 @@ def execute_results(book_root: str | Path | None = None) -> Path:
     return target
 
 
+def prune_book_runs(book_root: str | Path | None = None) -> list[str]:
+    """Keep book/runs/ to complete chapters (the book's glob publishes whatever is there): a page whose execution
+    failed (older runners wrote those) moves to <tmp>/kn-failed/<run>/, and empty run folders go. Returns what it did."""
+    import json
+
+    root = Path(book_root) if book_root else project_root()
+    runs = root / "book" / "runs"
+    done = []
+    for folder in sorted(runs.iterdir()) if runs.is_dir() else ():
+        if not folder.is_dir():
+            continue
+        for page in sorted(folder.glob("*.ipynb")):
+            try:
+                failed = bool(json.loads(page.read_text()).get("metadata", {}).get("papermill", {}).get("exception"))
+            except (OSError, ValueError):
+                continue
+            if failed:
+                kept = Path(tempfile.gettempdir()) / "kn-failed" / folder.name / page.name
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(page), kept)
+                done.append(f"moved the failed page {_show(page)} to {kept}")
+        if not any(folder.iterdir()):
+            folder.rmdir()
+            done.append(f"removed the empty folder {_show(folder)}")
+    return done
+
+
 def build_book(book_root: str | Path | None = None) -> Path:
     """Execute the results page, then build the book (warnings are errors; the log is kept in book/build.log)."""
     root = Path(book_root) if book_root else project_root()
+    for line in prune_book_runs(root):
+        _say(f"[book] {line}")
     execute_results(root)
     build = root / "book" / "_build"
     log = root / "book" / "build.log"
@@ -125,20 +473,26 @@ def prepare_book_root(target: str | Path) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kn.runner", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", required=True, help="params/<model>.yaml")
+    """`python -m kn.runner --params P [--chapters CH ...] [--no-book] [--book-only]`: the old spelling of `kn`."""
+    import argparse
+
+    from . import cli
+
+    parser = argparse.ArgumentParser(prog="python -m kn.runner", description="The old spelling of the kn command "
+                                     "(kn run / kn chapter / kn book); see `kn --help`.")
+    parser.add_argument("--params", help="params/<model>.yaml")
     parser.add_argument("--chapters", nargs="*", help="e.g. 01 02 (default: all)")
+    parser.add_argument("-p", dest="overrides", nargs=2, action="append", metavar=("KEY", "VALUE"), default=[])
     parser.add_argument("--no-book", action="store_true", help="execute only; do not build the book")
     parser.add_argument("--book-only", action="store_true", help="build the book from the runs already executed")
     args = parser.parse_args(argv)
-    if not args.book_only:
-        timings = execute_chapters(args.params, args.chapters)
-        print(json.dumps(timings, indent=2))
-    if not args.no_book:
-        started = time.perf_counter()
-        index = build_book()
-        print(f"book built in {time.perf_counter() - started:.0f} s: {index}")
-    return 0
+    if args.book_only:
+        return cli.main(["book"])
+    if not args.params:
+        parser.error("--params is required (or --book-only)")
+    command = ["chapter", args.params, *args.chapters] if args.chapters else ["run", args.params]
+    command += [item for pair in args.overrides for item in ("-p", *pair)]
+    return cli.main(command + (["--no-book"] if args.no_book else []))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+
+from .progress import track
 
 
 def tokenize_prompts(tokenizer, prompts) -> list[torch.Tensor]:
@@ -58,9 +59,10 @@ def next_token_scores(loaded, input_ids: list[torch.Tensor], target_ids, *, batc
     Prompts are right-padded, so every real token sees exactly its own prefix and the logits at each prompt's
     last real position equal an unpadded forward. Prompts are sorted by length to keep padding small."""
     device = loaded.device
-    targets = torch.as_tensor(np.asarray(target_ids), dtype=torch.long)
+    targets = torch.tensor(np.asarray(target_ids, dtype=np.int64))  # a copy: a read-only array would warn
     out = np.zeros((len(input_ids), 4))
-    for rows in tqdm(list(length_batches(input_ids, batch_size)), desc="scoring", disable=not progress):
+    batches = list(length_batches(input_ids, batch_size))
+    for rows in (track(batches, desc="scoring", unit="batch") if progress else batches):
         ids, mask, last = pad_right(input_ids, rows)
         logits = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         last = last.to(device)

@@ -7,8 +7,9 @@ API
     .record_params(params, chapter)       params.json: later chapters refuse a run made with other data settings
     .check_params(params)
     AttributionStore(folder, ...)         sparse IG scores in atomic parts: resumable, shardable
+        .coarse_sets_by_prompt(prompts, t) -> {prompt_id: frozenset}   rows named by prompt_id, scores by key
     merge_attribution_stores(sources, target)
-    atomic_write_bytes(path, data)
+    atomic_write(path, write) / atomic_write_bytes(path, data)   the one atomic file write
     MissingArtifact
 """
 
@@ -21,30 +22,44 @@ from pathlib import Path
 
 import pandas as pd
 
-from .params import StudyParams
+from .errors import BadInput
+from .params import ParameterError, StudyParams
 
 # Keys that define what the run *is*: a chapter re-executed with other values here would mix two studies.
-RUN_DEFINING_KEYS = ("model", "seed", "templates_per_relation", "test_fraction", "relations", "n_relations",
-                     "train_facts_per_relation", "test_facts_per_relation", "data_dir")
+RUN_DEFINING_KEYS = ("model", "seed", "facts_file", "templates_file", "templates_per_relation", "test_fraction",
+                     "relations", "n_relations", "train_facts_per_relation", "test_facts_per_relation", "population",
+                     "known_max_rank", "known_min_templates", "candidate_facts_per_relation", "data_dir")
+FIRST_CHAPTER = "01_data_adaptation"
 
 
-class MissingArtifact(FileNotFoundError):
+class MissingArtifact(BadInput, FileNotFoundError):
     pass
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers never see half a file."""
+def atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then rename it to ``path``: readers never see
+    half a file, and an interrupted write leaves the previous file (or none) and no temporary file behind."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    def write(tmp):
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return atomic_write(path, write)
 
 
 class RunFolder:
@@ -60,16 +75,7 @@ class RunFolder:
         return MissingArtifact(f"{self.path / name} does not exist{hint}")
 
     def write_table(self, name: str, table: pd.DataFrame) -> Path:
-        path = self.path / f"{name}.parquet"
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            table.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(self.path / f"{name}.parquet", lambda tmp: table.to_parquet(tmp, index=False))
 
     def read_table(self, name: str, chapter: str | None = None) -> pd.DataFrame:
         path = self.path / f"{name}.parquet"
@@ -91,11 +97,15 @@ class RunFolder:
     def has(self, name: str) -> bool:
         return (self.path / name).exists()
 
-    def record_params(self, params: StudyParams, chapter: str) -> None:
-        """Chapter 1 records the run-defining parameters; every chapter records the full set it ran with."""
+    def record_params(self, params: StudyParams, chapter: str, origin: dict | None = None) -> None:
+        """Chapter 1 records the run-defining parameters (re-running it redefines the run); every chapter records
+        the full set it ran with and, in ``origin``, where each non-default value came from (params file, notebook
+        cell, override)."""
         existing = self.read_json("params") if self.has("params.json") else {}
-        existing.setdefault("run", {k: params.as_dict()[k] for k in RUN_DEFINING_KEYS})
+        if chapter == FIRST_CHAPTER or "run" not in existing:
+            existing["run"] = {k: params.as_dict()[k] for k in RUN_DEFINING_KEYS}
         existing.setdefault("chapters", {})[chapter] = params.as_dict()
+        existing.setdefault("origin", {})[chapter] = dict(origin or {})
         self.write_json("params", existing)
 
     def check_params(self, params: StudyParams) -> None:
@@ -105,8 +115,8 @@ class RunFolder:
         diff = {k: (recorded.get(k), now[k]) for k in RUN_DEFINING_KEYS if recorded.get(k) != now[k]}
         if diff:
             lines = ", ".join(f"{k}: run has {a!r}, parameters say {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(f"{self.path} was made with other data settings ({lines}); re-run chapter 1 "
-                             f"or choose another run_dir")
+            raise ParameterError(f"{self.path.name} was made with other data settings ({lines}); re-run chapter 1 "
+                                 f"or choose another run_dir")
 
 
 # --- attribution store -------------------------------------------------------------------------------------------
@@ -125,10 +135,10 @@ class AttributionStore:
                     "p_full", "p_zero")
 
     def __init__(self, folder: str | Path, *, identity: str, steps: int, rule: str, dtype: str, threshold: float,
-                 n_layers: int, n_neurons: int):
+                 n_layers: int, n_neurons: int, neuron: str = "ffn_out_input"):
         self.folder = Path(folder)
         self.manifest = {"model_identity": identity, "steps": steps, "rule": rule, "dtype": dtype,
-                         "threshold": threshold, "n_layers": n_layers, "n_neurons": n_neurons}
+                         "threshold": threshold, "n_layers": n_layers, "n_neurons": n_neurons, "neuron": neuron}
         path = self.folder / "manifest.json"
         if path.is_file():
             existing = json.loads(path.read_text())
@@ -147,19 +157,22 @@ class AttributionStore:
             raise MissingArtifact(f"{path} does not exist: run chapter 2 (02_attribution) for this model first")
         m = json.loads(path.read_text())
         return cls(folder, identity=m["model_identity"], steps=m["steps"], rule=m["rule"], dtype=m["dtype"],
-                   threshold=m["threshold"], n_layers=m["n_layers"], n_neurons=m["n_neurons"])
+                   threshold=m["threshold"], n_layers=m["n_layers"], n_neurons=m["n_neurons"],
+                   neuron=m.get("neuron", "ffn_out_input"))
 
     @classmethod
     def for_model(cls, folder, loaded, params: StudyParams) -> "AttributionStore":
         return cls(folder, identity=loaded.identity, steps=params.ig_steps, rule=params.ig_rule,
                    dtype=params.ig_dtype, threshold=params.store_threshold, n_layers=loaded.adapter.n_layers,
-                   n_neurons=loaded.adapter.n_neurons)
+                   n_neurons=loaded.adapter.n_neurons, neuron=params.ig_neuron)
 
     def key(self, prompt: str, target_id: int) -> str:
         import hashlib
 
         m = self.manifest
         text = f"{m['model_identity']}\x1f{prompt}\x1f{int(target_id)}\x1f{m['steps']}\x1f{m['rule']}\x1f{m['dtype']}"
+        if m["neuron"] != "ffn_out_input":  # keys of the papers' definition stay as they were
+            text += f"\x1f{m['neuron']}"
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     @staticmethod
@@ -187,6 +200,23 @@ class AttributionStore:
         return {row.key: coarse_set_sparse(row.neuron_ids, row.neuron_scores, row.max_score, t)
                 for row in table.itertuples()}
 
+    def keys_for(self, prompts: pd.DataFrame) -> list[str]:
+        """The store key of each row of ``prompts`` (columns prompt, target_id). Rows of two relations with the same
+        prompt and answer share a key (one score); rows are named by prompt_id, never by key."""
+        return [self.key(p, t) for p, t in zip(prompts["prompt"], prompts["target_id"])]
+
+    def coarse_sets_by_prompt(self, prompts: pd.DataFrame, t: float,
+                              table: pd.DataFrame | None = None) -> dict[str, frozenset]:
+        """{prompt_id: coarse set at t} for every row of ``prompts`` (columns prompt_id, prompt, target_id); raises
+        MissingArtifact naming how many rows have no stored scores (chapter 2 not finished, or another shard's)."""
+        by_key = self.coarse_sets(t, table)
+        keys = self.keys_for(prompts)
+        missing = sum(k not in by_key for k in keys)
+        if missing:
+            raise MissingArtifact(f"{missing} of {len(keys)} prompts have no stored scores in {self.folder}: "
+                                  "finish chapter 2 (02_attribution) for this run first")
+        return {pid: by_key[k] for pid, k in zip(prompts["prompt_id"], keys)}
+
     def completeness(self, table: pd.DataFrame | None = None) -> pd.DataFrame:
         """Per layer: mean sum of scores against mean P(w_bar) - P(0), and the mean absolute gap between them."""
         import numpy as np
@@ -204,32 +234,28 @@ class AttributionStore:
         import uuid
 
         name = f"part-s{shard_index:03d}of{shard_count:03d}-{uuid.uuid4().hex[:12]}.parquet"
-        path = self.folder / name
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            pd.DataFrame(rows, columns=list(self.PART_COLUMNS)).to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        table = pd.DataFrame(rows, columns=list(self.PART_COLUMNS))
+        return atomic_write(self.folder / name, lambda tmp: table.to_parquet(tmp, index=False))
 
     def compute(self, loaded, prompts, input_ids, target_ids, *, shard_index: int = 0, shard_count: int = 1,
                 batch_size: int = 1, flush_every: int = 16, progress: bool = False, on_flush=None) -> dict:
-        """Score every prompt of this shard that is not stored yet.
+        """Score every prompt of this shard that is not stored yet (one row per distinct prompt and target).
 
         prompts: [prompt] texts (with target_ids, they key the rows); input_ids: list of [seq] LongTensors;
-        target_ids: [prompt] ints. Parts are flushed every ``flush_every`` prompts. Returns counts and seconds."""
+        target_ids: [prompt] ints. ``batch_size`` prompts go through the kernel per call (1: every prompt's scores are
+        bitwise the same whatever else is scored, so shards and resumed runs reproduce a single run). Parts are
+        flushed every ``flush_every`` prompts. Returns counts, seconds, seconds per prompt (the first call, which
+        warms the kernel up, excluded when there are more), torch threads and batch size."""
         import time
 
         import numpy as np
         import torch
-        from tqdm.auto import tqdm
 
         from .attribution import integrated_gradients
+        from .models import torch_dtype
+        from .progress import progress as progress_bar
 
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.manifest["dtype"]]
+        m = self.manifest
         keys = [self.key(p, t) for p, t in zip(prompts, target_ids)]
         done = self.done_keys()
         todo, seen = [], set()
@@ -237,25 +263,19 @@ class AttributionStore:
             if self.shard_of(k, shard_count) == shard_index and k not in done and k not in seen:
                 todo.append(i)
                 seen.add(k)
-        started, rows = time.perf_counter(), []
-        threshold = self.manifest["threshold"]
-        bar = tqdm(total=len(todo), desc="attribution", unit="prompt", disable=not progress)
+        started, rows, first_call = time.perf_counter(), [], None
+        bar = progress_bar(len(todo), "attribution", unit="prompt") if progress else None
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             result = integrated_gradients(loaded, [input_ids[i] for i in batch], [int(target_ids[i]) for i in batch],
-                                          steps=self.manifest["steps"], rule=self.manifest["rule"], dtype=dtype)
+                                          steps=m["steps"], rule=m["rule"], dtype=torch_dtype(m["dtype"]),
+                                          neuron=m["neuron"], batch_prompts=batch_size)
             for j, i in enumerate(batch):
-                scores = result.scores[j].float()
-                flat = scores.reshape(-1)
-                max_score = float(flat.max())
-                kept = torch.nonzero(flat > threshold * max_score).reshape(-1) if max_score > 0 else flat.new_zeros(0).long()
-                rows.append({"key": keys[i], "prompt": prompts[i], "target_id": int(target_ids[i]),
-                             "max_score": max_score,
-                             "neuron_ids": kept.numpy().astype(np.int32),
-                             "neuron_scores": flat[kept].numpy().astype(np.float32),
-                             "layer_sums": scores.sum(-1).numpy().astype(np.float32),
-                             "p_full": result.p_full[j].float().numpy(), "p_zero": result.p_zero[j].float().numpy()})
-            bar.update(len(batch))
+                rows.append(self._row(keys[i], prompts[i], int(target_ids[i]), result, j))
+            if first_call is None:
+                first_call = (time.perf_counter() - started, len(batch))
+            if bar is not None:
+                bar.update(len(batch))
             if len(rows) >= flush_every:
                 self._write_part(rows, shard_index, shard_count)
                 rows = []
@@ -263,8 +283,30 @@ class AttributionStore:
                     on_flush()
         if rows:
             self._write_part(rows, shard_index, shard_count)
-        bar.close()
-        return {"computed": len(todo), "already_stored": len(done & set(keys)), "seconds": time.perf_counter() - started}
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - started
+        if first_call is not None and len(todo) > first_call[1]:
+            per_prompt = (seconds - first_call[0]) / (len(todo) - first_call[1])
+        else:
+            per_prompt = seconds / len(todo) if todo else float("nan")
+        return {"computed": len(todo), "already_stored": len(done & set(keys)), "seconds": seconds,
+                "seconds_per_prompt": per_prompt, "threads": torch.get_num_threads(), "batch_prompts": batch_size}
+
+    def _row(self, key: str, prompt: str, target_id: int, result, j: int) -> dict:
+        """One stored row: neurons above the store threshold, the max, per-layer sums, P(w_bar) and P(0)."""
+        import numpy as np
+        import torch
+
+        scores = result.scores[j].float()
+        flat = scores.reshape(-1)
+        max_score = float(flat.max())
+        threshold = self.manifest["threshold"]
+        kept = torch.nonzero(flat > threshold * max_score).reshape(-1) if max_score > 0 else flat.new_zeros(0).long()
+        return {"key": key, "prompt": prompt, "target_id": target_id, "max_score": max_score,
+                "neuron_ids": kept.numpy().astype(np.int32), "neuron_scores": flat[kept].numpy().astype(np.float32),
+                "layer_sums": scores.sum(-1).numpy().astype(np.float32),
+                "p_full": result.p_full[j].float().numpy(), "p_zero": result.p_zero[j].float().numpy()}
 
 
 def merge_attribution_stores(sources, target: str | Path) -> Path:

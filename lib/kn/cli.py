@@ -1,0 +1,160 @@
+"""kn: the study's command line (also `python -m kn`).
+
+    kn run PARAMS [-p KEY VALUE]... [--no-book]                  every chapter for one model, then the book
+    kn chapter PARAMS CH [CH ...] [-p KEY VALUE]... [--no-book]  only these chapters (04, 4 or 04_land), then the book
+    kn book                                                      build the book from the runs present
+    kn bench [ARGS...]                                           benchmarks/attribution_speed.py ARGS
+
+`-p KEY VALUE` overrides one parameter of PARAMS for this execution: KEY is a key of kn.params.StudyParams, VALUE is read
+as YAML (2.0 a float, null None, "[P36, P103]" a list, true a bool) and checked like the YAML's own keys. The run folder
+records the overrides of each chapter in overrides.json.
+
+Exit status: 0 done; 2 bad input (an unknown key, a bad value, a missing params file or data folder, an unknown model or
+chapter), reported as one line `kn: error: ...` on stderr; 1 anything else, with its traceback; 130 interrupted.
+
+Hidden options for the tests: --book-root DIR (where book/ lives; default the checkout) and --notebooks DIR (the chapters'
+folder; default notebooks/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+
+from . import runner
+from .errors import BadInput
+from .params import project_root
+
+BENCH_SCRIPT = "benchmarks/attribution_speed.py"
+
+
+def _one_line(message: str, keep: int = 4) -> str:
+    """A possibly multi-line message as one line (long listings shortened)."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if len(lines) > keep + 1:
+        lines = lines[:keep - 1] + [f"... ({len(lines) - keep} more)"] + lines[-1:]
+    return " ".join(lines)
+
+
+def error(message: str) -> int:
+    """Report bad input the way a command-line user expects: one line on stderr, exit status 2."""
+    print(f"kn: error: {_one_line(message)}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", dest="overrides", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="override one parameter of PARAMS (VALUE read as YAML); repeatable")
+    parser.add_argument("--no-book", action="store_true", help="execute only; do not build the book")
+    _add_hidden_options(parser)
+
+
+def _add_hidden_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--book-root", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--notebooks", default=None, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kn", description="Run the knowledge-neurons study's chapters for a model and build the book.",
+        epilog="Exit status: 0 done, 2 bad input (one line on stderr), 1 a failure. `kn COMMAND --help` for more.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="execute every chapter for a params file, then build the book",
+                         description="Execute every chapter for PARAMS, then build the book.")
+    run.add_argument("params", metavar="PARAMS", help="params/<model>.yaml")
+    _add_run_options(run)
+    run.set_defaults(func=_run)
+
+    chapter = sub.add_parser("chapter", help="execute only the given chapters again, then build the book",
+                             description="Execute only the given chapters for PARAMS (reusing what earlier chapters "
+                                         "wrote to the run folder), then build the book.")
+    chapter.add_argument("params", metavar="PARAMS", help="params/<model>.yaml")
+    chapter.add_argument("chapters", metavar="CH", nargs="+", help=f"a chapter: 04, 4 or 04_land ({', '.join(runner.CHAPTERS)})")
+    _add_run_options(chapter)
+    chapter.set_defaults(func=_run)
+
+    book = sub.add_parser("book", help="build the book from the runs present",
+                          description="Build the book (book/_build/html) from the executed chapters in book/runs/.")
+    _add_hidden_options(book)
+    book.set_defaults(func=_book)
+
+    sub.add_parser("bench", help=f"measure attribution speed ({BENCH_SCRIPT}; arguments passed through)",
+                   description=f"Run {BENCH_SCRIPT} with the remaining arguments, unchanged "
+                               f"(`kn bench -- --help` shows its own options).",
+                   usage="kn bench [ARGS...]")
+    return parser
+
+
+def _run(args) -> int:
+    overrides = runner.parse_overrides(args.overrides)
+    chapters = getattr(args, "chapters", None)
+    runner.execute_chapters(args.params, chapters, overrides=overrides, book_root=args.book_root,
+                            notebooks_dir=args.notebooks)
+    return 0 if args.no_book else _book(args)
+
+
+def _book(args) -> int:
+    started = time.perf_counter()
+    print("[book] building", flush=True)
+    index = runner.build_book(args.book_root)
+    try:
+        index = index.relative_to(project_root())
+    except ValueError:
+        pass
+    print(f"[book] built in {time.perf_counter() - started:.0f} s: {index}", flush=True)
+    return 0
+
+
+def bench(arguments: list[str]) -> int:
+    script = project_root() / BENCH_SCRIPT
+    if not script.is_file():
+        print(f"kn: {BENCH_SCRIPT} is not there: `kn bench` runs from a checkout of the project", file=sys.stderr)
+        return 1
+    if arguments[:1] == ["--"]:
+        arguments = arguments[1:]
+    return subprocess.run([sys.executable, str(script), *arguments], cwd=project_root()).returncode
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and argv[1:] not in (["-h"], ["--help"]):
+        return bench(argv[1:])  # every argument belongs to the benchmark
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2): argparse has printed it
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    previous = _exit_on_sigterm()
+    try:
+        return args.func(args)
+    except BadInput as err:  # raised in this process: a parameter, a chapter name, the data folder
+        return error(str(err))
+    except runner.ChapterFailed as err:
+        if err.bad_input:  # raised inside the chapter's kernel, but the user's input is to blame
+            return error(f"{err.chapter}: {err.evalue}")
+        raise  # a bug: its traceback (and the kernel's) shows, exit status 1
+    except KeyboardInterrupt:
+        print("kn: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm():
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the runner removes what a failed run must not leave."""
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
