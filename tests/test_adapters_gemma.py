@@ -171,7 +171,7 @@ def test_value_vectors_are_down_proj_columns():
     torch.testing.assert_close(down(e)[0], adapter.value_vector(1, 7))
     before = down.weight.clone()
     with erase_neurons(loaded, [32 + 7]):
-        assert float(down.weight[:, 7].abs().max()) == 0.0 and torch.equal(down.weight[:, 8], before[:, 8])
+        assert float(down.weight[:, 7].detach().abs().max()) == 0.0 and torch.equal(down.weight[:, 8], before[:, 8])
     assert torch.equal(down.weight, before)
 
 
@@ -208,7 +208,8 @@ def test_gemma_270m_loads(gemma):
 @pytest.mark.parametrize("rule,neuron", [("right", "ffn_out_input"), ("gauss_legendre", "pre_activation")])
 def test_fast_matches_reference_gemma_270m(gemma, rule, neuron):
     """Three short prompts on three layers (a local one, the first global one, the last global one); prints the
-    largest |fast - ref| / largest |ref| (measured 2026: see the benchmark's report)."""
+    largest |fast - ref| / largest |ref| (measured on the 2-core CPU: 1.1e-5 right / papers' neurons, 6.3e-6
+    Gauss-Legendre / pre-activation)."""
     tok = gemma.tokenizer
     texts = [("The capital of France is", " Paris"), ("Berlin is the capital of", " Germany"),
              ("Water is made of hydrogen and", " oxygen")]

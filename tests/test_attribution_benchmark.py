@@ -24,7 +24,7 @@ def bench():
 
 
 def test_literal_configs_are_the_published_sizes(bench):
-    """(layers, d_model, neurons, heads, kv heads, head_dim, vocab, tied) of each literal config, without building it."""
+    """(layers, d_model, neurons, heads, kv heads, head_dim, vocab, tied) of each literal config, unbuilt."""
     from transformers import AutoConfig
 
     expected = {"gpt2": (12, 768, 3072, 12, 12, 64, 50257, True),

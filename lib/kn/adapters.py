@@ -42,8 +42,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .errors import BadInput
+from .hooks import hooked
 
-class UnsupportedArchitecture(ValueError):
+
+class UnsupportedArchitecture(BadInput):
     pass
 
 
@@ -222,16 +225,10 @@ class Adapter:
                 store[layer] = args[0][rows, last].detach()
             return hook
 
-        handles = []
-        for layer in range(L):
-            handles.append(mid_module(layer).register_forward_pre_hook(keeper(mids, layer)))
-            handles.append(self.ffn_out_proj(layer).register_forward_pre_hook(keeper(acts, layer)))
-        try:
-            with torch.no_grad():
-                cache = base(input_ids=batch, use_cache=True, past_key_values=cache).past_key_values
-        finally:
-            for h in handles:
-                h.remove()
+        pre = [(mid_module(layer), keeper(mids, layer)) for layer in range(L)]
+        pre += [(self.ffn_out_proj(layer), keeper(acts, layer)) for layer in range(L)]
+        with hooked(pre=pre), torch.no_grad():
+            cache = base(input_ids=batch, use_cache=True, past_key_values=cache).past_key_values
         kv = []
         for layer in range(L):
             K, V = _cache_kv(cache, layer)

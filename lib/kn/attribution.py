@@ -60,6 +60,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .hooks import hooked
+
 __all__ = ["IGResult", "IntegrandResult", "integrated_gradients", "reference_integrated_gradients", "integrand",
            "reference_integrand", "quadrature", "alphas", "RULES", "NEURON_DEFINITIONS", "ig_flops", "model_flops"]
 
@@ -227,17 +229,20 @@ def _row_alphas(steps: int, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
     return a, w
 
 
-def _hook_attributed(adapter, layer: int, neuron: str, fn):
-    """Register ``fn`` on the module carrying layer ``layer``'s attributed quantity: fn(x [batch, seq, H]) returns a
-    replacement for x or None. "ffn_out_input": a forward pre-hook on ffn_out_proj (x its input); "pre_activation":
-    a forward hook on pre_activation_module (x its output). Returns the hook handle."""
+def _attributed_hooks(adapter, fns: dict, neuron: str) -> dict:
+    """kn.hooks.hooked's arguments that apply fns[layer](x) to each layer's attributed quantity x [batch, seq, H] (fn
+    returns a replacement for x, or None). "ffn_out_input": a forward pre-hook on ffn_out_proj (x its input);
+    "pre_activation": a forward hook on pre_activation_module (x its output)."""
     if neuron == "ffn_out_input":
-        def pre(module, args):
-            new = fn(args[0])
-            return None if new is None else (new, *args[1:])
+        def pre(fn):
+            def hook(module, args):
+                new = fn(args[0])
+                return None if new is None else (new, *args[1:])
+            return hook
 
-        return adapter.ffn_out_proj(layer).register_forward_pre_hook(pre)
-    return adapter.pre_activation_module(layer).register_forward_hook(lambda module, args, out: fn(out))
+        return {"pre": [(adapter.ffn_out_proj(l), pre(fn)) for l, fn in fns.items()]}
+    return {"post": [(adapter.pre_activation_module(l), lambda module, args, out, fn=fn: fn(out))
+                     for l, fn in fns.items()]}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -262,13 +267,8 @@ def _reference_prompt(loaded, ids: torch.Tensor, target: int, layer_list: list[i
             q_bar[l] = x[0, -1].detach().clone()
         return grab
 
-    handles = [_hook_attributed(adapter, l, neuron, grabber(l)) for l in layer_list]
-    try:
-        with torch.no_grad():
-            model(input_ids=ids[None], use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
+    with hooked(**_attributed_hooks(adapter, {l: grabber(l) for l in layer_list}, neuron)), torch.no_grad():
+        model(input_ids=ids[None], use_cache=False)
 
     grads = torch.zeros(r, n, adapter.n_neurons)
     prob_out = torch.zeros(r, n)
@@ -283,14 +283,10 @@ def _reference_prompt(loaded, ids: torch.Tensor, target: int, layer_list: list[i
         def put(x, leaf=leaf):
             return torch.cat([x[:, :-1], leaf[:, None].to(x.dtype)], dim=1)
 
-        handle = _hook_attributed(adapter, l, neuron, put)
-        try:
-            with torch.enable_grad():
-                logits = model(input_ids=batch, use_cache=False).logits[:, -1]
-                prob = _target_prob(logits, target)  # [r]
-                (grad,) = torch.autograd.grad(prob.sum(), leaf)
-        finally:
-            handle.remove()
+        with hooked(**_attributed_hooks(adapter, {l: put}, neuron)), torch.enable_grad():
+            logits = model(input_ids=batch, use_cache=False).logits[:, -1]
+            prob = _target_prob(logits, target)  # [r]
+            (grad,) = torch.autograd.grad(prob.sum(), leaf)
         grads[:, j] = grad.float().cpu()
         prob_out[:, j] = prob.detach().float().cpu()
     return torch.stack([q_bar[l].float().cpu() for l in layer_list]), grads, prob_out
@@ -577,8 +573,9 @@ def integrated_gradients(loaded, input_ids, target_ids, *, steps: int = 20, rule
     them: r = m + 1, or m + 2 for Gauss-Legendre), m*L*(L+1)/2 last-token row-layers, one LM head + softmax over all
     rows, one backward. See ``ig_flops``."""
     if isinstance(dtype, str):
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-                 "float64": torch.float64}[dtype]
+        from .models import torch_dtype
+
+        dtype = torch_dtype(dtype)
     _check_neuron(neuron)
     if not loaded.adapter.supports_last_token:
         return reference_integrated_gradients(loaded, input_ids, target_ids, steps=steps, rule=rule, layers=layers,

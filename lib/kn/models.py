@@ -34,13 +34,14 @@ import torch
 
 from .adapters import Adapter, adapter_for
 from .download import cache_dir
+from .errors import BadInput
 
 TINY_MODELS = ("tiny-gpt2", "tiny-llama", "tiny-gemma3")
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
-class UnknownModel(ValueError):
+class UnknownModel(BadInput):
     pass
 
 
@@ -134,11 +135,8 @@ def _embedded_folder(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _load_embedded(name: str, dtype: torch.dtype):
-    """An embedded model (EMBEDDED_MODELS[name]) from its GGUF file, de-quantized from 4 bits to float.
-
-    De-quantizing takes ~20 s (SmolLM2; ~40 s Gemma 3 270M), so the float32 result is cached as safetensors in the
-    user cache, keyed by the GGUF file's stamp."""
+def _embedded_cache(name: str) -> Path:
+    """The float32 safetensors folder (config, weights, tokenizer) of an embedded model, made on first use."""
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -158,6 +156,17 @@ def _load_embedded(name: str, dtype: torch.dtype):
             tmp.rename(cached)
         except OSError:  # another process won the race: use its copy
             pass
+    return cached
+
+
+def _load_embedded(name: str, dtype: torch.dtype):
+    """An embedded model (EMBEDDED_MODELS[name]) from its GGUF file, de-quantized from 4 bits to float.
+
+    De-quantizing takes ~20 s (SmolLM2; ~40 s Gemma 3 270M), so the float32 result is cached as safetensors in the
+    user cache, keyed by the GGUF file's stamp."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached = _embedded_cache(name)
     model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(cached)
     return model, tokenizer
@@ -208,7 +217,8 @@ def tiny_model(family: str, *, seed: int = 0, n_layers: int = 2, n_neurons: int 
         cfg = Gemma3TextConfig(vocab_size=vocab_size, hidden_size=d_model, intermediate_size=n_neurons,
                                num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                                query_pre_attn_scalar=16, sliding_window=4, max_position_embeddings=64,
-                               layer_types=["full_attention" if i % 2 else "sliding_attention" for i in range(n_layers)],
+                               layer_types=[("full_attention" if i % 2 else "sliding_attention")
+                                            for i in range(n_layers)],
                                tie_word_embeddings=True, rms_norm_eps=1e-6, bos_token_id=0, eos_token_id=0,
                                pad_token_id=0)
         model = Gemma3ForCausalLM(cfg)
@@ -231,8 +241,13 @@ def load_model(name: str, *, dtype="float32", device: str = "cpu") -> LoadedMode
     """Load ``name`` for inference (eval mode, no weight gradients)."""
     weights_dtype = torch_dtype(dtype)
     if name in TINY_MODELS:
-        loaded = tiny_model(name.removeprefix("tiny-"), dtype=dtype)
+        # By name (a run's params), a tiny model needs a tokenizer: the embedded SmolLM2's, with a vocabulary to match.
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(_embedded_cache(EMBEDDED_MODEL))
+        loaded = tiny_model(name.removeprefix("tiny-"), dtype=dtype, vocab_size=len(tokenizer))
         loaded.model.to(device)
+        loaded.tokenizer = tokenizer
         return loaded
     if name in EMBEDDED_MODELS:
         model, tokenizer = _load_embedded(name, weights_dtype)

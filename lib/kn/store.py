@@ -74,8 +74,9 @@ class RunFolder:
         hint = f": run {chapter} for this model first" if chapter else ""
         return MissingArtifact(f"{self.path / name} does not exist{hint}")
 
-    def write_table(self, name: str, table: pd.DataFrame) -> Path:
-        return atomic_write(self.path / f"{name}.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    def write_table(self, name: str, table: pd.DataFrame) -> None:
+        # returns nothing: a chapter cell ending with it shows no output (a path would name the builder's machine)
+        atomic_write(self.path / f"{name}.parquet", lambda tmp: table.to_parquet(tmp, index=False))
 
     def read_table(self, name: str, chapter: str | None = None) -> pd.DataFrame:
         path = self.path / f"{name}.parquet"
@@ -83,10 +84,8 @@ class RunFolder:
             raise self._missing(path.name, chapter)
         return pd.read_parquet(path)
 
-    def write_json(self, name: str, obj) -> Path:
-        path = self.path / f"{name}.json"
-        atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-        return path
+    def write_json(self, name: str, obj) -> None:
+        atomic_write_bytes(self.path / f"{name}.json", json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
     def read_json(self, name: str, chapter: str | None = None):
         path = self.path / f"{name}.json"
