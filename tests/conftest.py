@@ -1,4 +1,4 @@
-"""Shared fixtures. The PARAREL data comes from KN_DATA_DIR (the Makefile points it at ../shared/data)."""
+"""Shared fixtures. The PARAREL data comes from KN_DATA_DIR (the Makefile sets it to a local copy when there is one)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if not os.environ.get("KN_DATA_DIR") and (ROOT.parent / "shared" / "data").is_di
 def data_dir() -> Path:
     value = os.environ.get("KN_DATA_DIR")
     if not value:
-        pytest.fail("KN_DATA_DIR is not set: point it at a folder with the PARAREL data (e.g. ../shared/data)")
+        pytest.fail("KN_DATA_DIR is not set: point it at a folder with the PARAREL data")
     return Path(value)
 
 

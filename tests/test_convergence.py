@@ -333,3 +333,29 @@ def test_definition_study(family):
     # seeded: the same random control again
     again = definition_study(loaded, PROMPTS, targets, steps=5, top_k=5, seed=3)
     assert again.top_sets["random"] == got.top_sets["random"]
+
+
+def test_the_adaptive_rule_is_the_reference_as_an_attribution_rule(tmp_path):
+    """ig_rule: adaptive stores the converged reference's scores: complete to the tolerance, unlike the right sum."""
+    import torch
+
+    from kn.attribution import integrated_gradients
+    from kn.convergence import adaptive_integrated_gradients, prompt_convergence
+    from kn.store import AttributionStore
+
+    loaded = _tiny("llama")
+    ids = PROMPTS[:2]
+    targets = _argmax_targets(loaded, ids)
+    result = adaptive_integrated_gradients(loaded, ids, targets)
+    single = prompt_convergence(loaded, ids[1], targets[1], rules=(), steps=(), paper=None)
+    assert torch.allclose(result.scores[1], single.reference.integral.float())
+    assert result.rule == "adaptive" and result.scores.shape == (2, 3, 32)
+    gap = (result.scores.sum(-1) - (result.p_full - result.p_zero)).abs().max()
+    right = integrated_gradients(loaded, ids, targets, steps=20)
+    right_gap = (right.scores.sum(-1) - (right.p_full - right.p_zero)).abs().max()
+    assert gap < 1e-3 * result.scores.abs().max() and gap < right_gap / 10
+    store = AttributionStore(tmp_path, identity="t", steps=0, rule="adaptive", dtype="float32", threshold=0.05,
+                             n_layers=3, n_neurons=32)
+    store.compute(loaded, ["a", "b"], ids, targets)
+    stored = store.read().set_index("prompt")
+    assert float(stored.loc["b", "max_score"]) == float(result.scores[1].max())

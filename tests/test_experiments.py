@@ -95,14 +95,18 @@ def test_refine_p_is_chosen_on_train_facts_with_nine_sets():
     assert 0 < p["P1"] < 1
 
 
-def test_new_target_is_another_object_of_the_relation():
+def test_new_target_is_another_object_of_the_relation_even_when_the_run_has_one_answer():
     prompts = _prompts()
+    prompts["target_id"] = 100  # every fact of the run has the same answer token
     design = design_conditions(prompts, seed=0)
-    targets = new_targets(prompts, design, seed=0)
-    answers = prompts.drop_duplicates("fact_id").set_index("fact_id")
+    objects = pd.DataFrame({"relation": ["P1", "P1", "P1", "P2", "P2"], "object": ["obj-a", "Rome", "Oslo", "Lima", "Kyiv"],
+                            "target_id": [100, 7, 8, 9, 100]})
+    targets = new_targets(objects, prompts, design, seed=0)
     for fact, (obj, token) in targets.items():
-        assert obj != answers.loc[fact, "object"] and token != answers.loc[fact, "target_id"]
-        assert obj in set(prompts[prompts["relation"] == answers.loc[fact, "relation"]]["object"])
+        relation = fact.split(":")[0]
+        assert token != 100 and obj in set(objects.loc[objects["relation"] == relation, "object"])
+    with pytest.raises(ValueError, match="no other object"):
+        new_targets(objects[objects["target_id"] == 100], prompts, design, seed=0)
 
 
 # --------------------------------------------------------------------------- the experiments on a tiny model
@@ -122,9 +126,11 @@ def setup():
     coarse = {p: frozenset({1, 17}) for p in prompts["prompt_id"]}
     sets = method_sets(design, prompts, {"baseline": coarse}, refine_sets=coarse,
                        p_by_relation={"P1": 0.5, "P2": 0.5}, n_layers=2, n_neurons=16, seed=0)
+    objects = pd.DataFrame({"relation": ["P1", "P1", "P2", "P2"], "object": ["x", "y", "z", "w"],
+                            "target_id": [3, 4, 5, 6]})
     return experiments.InterventionSetup(prompts.set_index("prompt_id", drop=False), design, sets, input_ids,
                                          {"P1": 0.5, "P2": 0.5}, 2, 16, {"P1": [frozenset({1, 17})],
-                                                                         "P2": [frozenset({2})]}, loaded)
+                                                                         "P2": [frozenset({2})]}, objects, loaded)
 
 
 def test_amplification_experiment_values(setup):

@@ -1,4 +1,4 @@
-"""PARAREL reading and adaptation: counts against STUDY.md, and a clear error for each kind of bad input."""
+"""PARAREL reading and adaptation: the counts the papers quote, and a clear error for each kind of bad input."""
 
 import json
 import re
@@ -33,7 +33,7 @@ def test_counts_match_the_papers(adapted):
 
 
 def test_214_of_329_templates_are_y_final(data_dir):
-    """STUDY.md counts over all 39 PARAREL pattern files."""
+    """Template counts over all 39 PARAREL pattern files."""
     files = sorted((data_dir / "pararel" / "patterns").glob("P*.jsonl"))
     templates = [json.loads(line)["pattern"] for f in files for line in f.read_text().splitlines() if line.strip()]
     assert (len(files), len(templates), sum(map(pararel.is_y_final, templates))) == (39, 329, 214)

@@ -46,6 +46,11 @@ def test_known_population_is_drawn_from_the_scored_candidates(data_dir):
     assert pop.prompts.groupby(["relation", "split"])["fact_id"].nunique().max() <= 2
     assert set(pop.prompts["fact_id"]) <= set(candidates["fact_id"])
     assert pop.rule_counts.loc["all", "candidates"] == candidates["fact_id"].nunique()
+    known = candidates[candidates["fact_index"] % 2 == 0].drop_duplicates("fact_id")
+    sides = known.groupby(["relation", "split"]).size().unstack(fill_value=0).reindex(columns=["train", "test"],
+                                                                                      fill_value=0)
+    expected = sorted(sides.index[(sides["train"] < 2) | (sides["test"] < 1)])
+    assert pop.dropped_relations == expected and not set(expected) & set(pop.prompts["relation"])
     everyone = run_population(data, StudyParams(relations=["P36"], train_facts_per_relation=2,
                                                 test_facts_per_relation=1, data_dir=str(data_dir)), score)
     assert everyone.rule_counts is None and everyone.prompts["fact_id"].nunique() == 3
@@ -56,3 +61,17 @@ def test_shared_prompts_flag_pairs_on_both_sides():
                             "split": ["train", "train", "train", "test", "test"]})
     shared = shared_prompts(prompts)
     assert len(shared) == 4 and shared["split_mismatch"].tolist() == [False, False, True, True]
+
+
+def test_a_relation_without_known_train_facts_leaves_the_run(data_dir):
+    data = pararel.load_adapted(StudyParams(data_dir=str(data_dir)))
+    params = StudyParams(relations=["P36", "P103"], population="known", known_max_rank=0, known_min_templates=1,
+                         candidate_facts_per_relation=5, data_dir=str(data_dir))
+
+    def score(rows):  # P36: only its test facts are known; P103: everything
+        known = (rows["relation"] == "P103") | (rows["split"] == "test")
+        return rows.assign(target_id=1, answer_n_tokens=1, p_target=0.5, top1_id=1, p_top1=0.5,
+                           rank_target=(~known).astype(int) * 50, correct=known)
+
+    pop = run_population(data, params, score)
+    assert pop.dropped_relations == ["P36"] and set(pop.prompts["relation"]) == {"P103"}

@@ -14,7 +14,8 @@ from kn.summaries import AmplificationSummary, Claim, DataSummary
 
 def _data_summary(**changes):
     base = dict(model="m", model_identity="m@1", counts={"relations": 2, "source": "pararel"}, population="known",
-                known_rule="top-5 on >= 5", candidate_facts=10, known_candidate_facts=4, sample_relations=2,
+                known_rule="top-5 on >= 5", candidate_facts=10, known_candidate_facts=4, dropped_relations=["P9"],
+                sample_relations=2,
                 sample_facts_train=3, sample_facts_test=1, sample_prompts=40, shared_prompt_rows=2,
                 shared_prompts_split_mismatch=0, top1_accuracy=Interval(0.25, 0.1, 0.4, 4, 0.2),
                 multi_token_answer_share=0.1, claims=[Claim("split", "no pair on both sides", None, True)],

@@ -45,6 +45,8 @@ from torch import nn
 from .errors import BadInput
 from .hooks import hooked
 
+__all__ = ["adapter_for", "Adapter", "GPT2Adapter", "LlamaAdapter", "Gemma3Adapter", "LastTokenState", "SUPPORTED_FAMILIES", "UnsupportedArchitecture"]
+
 
 class UnsupportedArchitecture(BadInput):
     pass

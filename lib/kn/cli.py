@@ -28,6 +28,8 @@ from . import runner
 from .errors import BadInput
 from .params import project_root
 
+__all__ = ["main", "build_parser"]
+
 BENCH_SCRIPT = "benchmarks/attribution_speed.py"
 
 

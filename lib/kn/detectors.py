@@ -14,7 +14,7 @@ API
         batch_size=None) -> ({prompt_id: frozenset}, {prompt_id: matched train prompt_id})
         the target (count > threshold) of the fact of the train prompt whose coarse set is nearest in Jaccard
     oracle_sets(fact_sets, counter_sets, threshold) -> {fact: frozenset}   the fact's own target: the ceiling
-    overlap_by_fact(prompts, sets, *, seed, n_pairs_per_fact=50) -> DataFrame [fact] x
+    overlap_by_fact(prompts, sets, *, seed, n_pairs_per_fact=50) -> DataFrame [fact] x OVERLAP_COLUMNS
         (size, within, across_same_relation, across_other_relation, fact_specific)      like LAND's Table 7
     heldout_overlap_by_fact(prompts, sets, heldout, *, seed, n_pairs_per_fact=50) -> DataFrame, same columns
         the held-out wording's set against the seen wordings of its own fact and of other facts

@@ -5,11 +5,12 @@ API
         order: the data_dir argument, else env KN_DATA_DIR, else <cache>/data, where <cache> is the cache
         argument, else env KN_CACHE_DIR, else $XDG_CACHE_HOME/kn-study, else ~/.cache/kn-study;
         missing or changed cache files are downloaded when download=True.
-        A given folder must hold every pinned file (not checksummed: users may edit it).
+        A given folder must hold the fact file (not checksummed: users may edit it, or keep a slice of PARAREL).
     fetch(pinned, root, base_url=None, timeout=60) -> Path   # root/pinned.local_path; downloaded unless hash matches
     verify(root, files=None) -> list[str]                    # one line per missing or changed file; [] when all match
     PINNED_FILES: tuple[PinnedFile(local_path, url, sha256), ...]   # 35: query_pairs.json + 34 relation patterns
     DataFileError                                            # names the file, URL or hashes at fault
+    cache_dir() -> Path                                      # the user cache (data, models)
     base_url replaces "https://raw.githubusercontent.com" in each URL (tests use a local server).
 
 Layout of a data folder (as written into the cache):
@@ -23,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from .errors import BadInput
+
+__all__ = ["resolve_data_dir", "fetch", "verify", "PINNED_FILES", "PinnedFile", "DataFileError", "cache_dir"]
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
 KN_REPO, KN_COMMIT = "Hunter-DDM/knowledge-neurons", "922dfd9e05ef55f46af078ba4bd334989a45a618"
@@ -133,14 +135,15 @@ def _source_url(pinned: PinnedFile, base_url: str | None) -> str:
 
 
 def _download(pinned: PinnedFile, target: Path, base_url: str | None, timeout: float) -> None:
+    """Stream ``pinned`` into ``target`` through kn.store.atomic_write: a failed download or a checksum mismatch
+    leaves no partial file."""
+    from .store import atomic_write
+
     url = _source_url(pinned, base_url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A temp file in the target's folder, so the final rename is atomic and never leaves a partial file.
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+
+    def write(tmp: str) -> None:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     for block in iter(lambda: response.read(1 << 20), b""):
@@ -154,9 +157,8 @@ def _download(pinned: PinnedFile, target: Path, base_url: str | None, timeout: f
         got = digest.hexdigest()
         if got != pinned.sha256:
             raise DataFileError(f"checksum mismatch for {url}: expected sha256 {pinned.sha256}, got {got}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, write)
 
 
 def fetch(pinned: PinnedFile, root: str | Path, base_url: str | None = None, timeout: float = 60) -> Path:

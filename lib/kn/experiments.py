@@ -21,7 +21,7 @@ API
     statement_pools(prompts, size, seed) -> {relation: [prompt_id]}     perplexity statements ("prompt answer")
     fact_update_experiment(setup, params) -> DataFrame, one row per (fact, method incl. "Before")
     relation_erasing_experiment(setup, params) -> DataFrame, one row per (relation, erased set)
-    new_targets(prompts, design, *, seed) -> {fact_id: (object, first token id)}
+    new_targets(objects, prompts, design, *, seed) -> {fact_id: (object, first token id)}   t' of each edit
 
 Decisions (the methods page states them): per test fact, one seeded template is held out and is the Related prompt;
 another seeded template identifies the neurons and is the Same prompt; Unrelated tests on the identification prompt of
@@ -204,6 +204,7 @@ class InterventionSetup:
     n_layers: int
     n_neurons: int
     refined_by_relation: dict  # {relation: [refined sets of its facts]} (chapter 3), for erasing
+    objects: pd.DataFrame  # every object of the run's relations with its first token (chapter 1), for t'
     loaded: object = None
 
     def set_sizes(self) -> pd.Series:
@@ -240,8 +241,9 @@ def prepare_interventions(run, params, loaded=None) -> InterventionSetup:
         from .scoring import tokenize_prompts
 
         input_ids = dict(zip(prompts["prompt_id"], tokenize_prompts(loaded.tokenizer, prompts["prompt"])))
+    objects = run.read_table("objects", chapter="chapter 1 (01_data_adaptation)")
     return InterventionSetup(prompts.set_index("prompt_id", drop=False), design, sets, input_ids, p_by_relation, L, H,
-                             refined_by_relation, loaded)
+                             refined_by_relation, objects, loaded)
 
 
 # --------------------------------------------------------------------------- amplification
@@ -303,9 +305,13 @@ def paired_comparisons(per_fact: pd.DataFrame, value: str, pairs, *, n_boot: int
 # --------------------------------------------------------------------------- editing
 
 
-def new_targets(prompts: pd.DataFrame, design: pd.DataFrame, *, seed: int = 0) -> dict:
-    """For each designed fact, t': a seeded other object of its relation whose first token differs from the answer's."""
-    objects = prompts.drop_duplicates(["relation", "object"])[["relation", "object", "target_id"]]
+def new_targets(objects: pd.DataFrame, prompts: pd.DataFrame, design: pd.DataFrame, *, seed: int = 0) -> dict:
+    """For each designed fact, t': a seeded other object of its relation whose first token differs from the answer's.
+
+    objects: the relation's candidate objects, columns relation, object, target_id (chapter 1's objects table: every
+    object of the relation in the data, not only the run's facts, which may all share one answer); prompts: the run's
+    rows (the answer of each fact). Returns {fact_id: (object, first token id)}."""
+    objects = objects.drop_duplicates(["relation", "object"])[["relation", "object", "target_id"]]
     answers = prompts.drop_duplicates("fact_id").set_index("fact_id")
     out = {}
     for row in design.itertuples():
@@ -313,7 +319,7 @@ def new_targets(prompts: pd.DataFrame, design: pd.DataFrame, *, seed: int = 0) -
         pool = objects[(objects["relation"] == row.relation) & (objects["target_id"] != own["target_id"])]
         if pool.empty:
             raise ValueError(f"fact {row.fact_id}: its relation has no other object to edit towards")
-        pick = pool.iloc[int(_rng(seed, "new_target", row.fact_id).integers(len(pool)))]
+        pick = pool.sort_values("object").iloc[int(_rng(seed, "new_target", row.fact_id).integers(len(pool)))]
         out[row.fact_id] = (pick["object"], int(pick["target_id"]))
     return out
 
@@ -361,7 +367,7 @@ def fact_update_experiment(setup: InterventionSetup, params, *, progress: bool =
 
     loaded, design, prompts = setup.loaded, setup.design, setup.prompts
     statements = _Statements(setup, params.ppl_statements, params.seed, params.eval_batch_size)
-    targets_new = new_targets(prompts, design, seed=params.seed)
+    targets_new = new_targets(setup.objects, prompts, design, seed=params.seed)
     checksum = editing.weights_checksum(loaded.model)
     keys = [k for k in setup.sets]
 

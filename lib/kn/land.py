@@ -18,6 +18,7 @@ API
     land_sets(model, sets, threshold, *, batch_size, device) -> [frozenset]   inference
     top_k_constant_set(targets, k) -> frozenset      control baseline: one fixed set for every prompt
     save_land(model, folder, hp, meta) / load_land(folder, L, H) -> (LandDetector, hp, meta)   safetensors + json
+        (files WEIGHTS_FILE, CONFIG_FILE)
 
 Nothing is pickled; sets stay sparse until a batch is densified on the training device.
 """

@@ -47,13 +47,16 @@ DETECTORS = {
 
 def validation_split(prompts: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     """A copy of ``prompts`` whose split is "validation" for round(fraction * n) of each relation's n train facts
-    (at least 1 when a relation has 2 or more train facts), drawn per relation from (seed, crc32(relation))."""
+    (at least 2 when it has 4 or more, at least 1 when it has 2 or 3), drawn per relation from (seed,
+    crc32(relation))."""
     out = prompts.copy()
     train = out[out["split"] == "train"]
     chosen = set()
     for relation, group in train.groupby("relation", sort=True):
         facts = sorted(group["fact_id"].unique())
-        n = max(1, int(round(fraction * len(facts)))) if len(facts) > 1 else 0
+        # two per relation at least where there are four or more: fact-specific overlap compares a validation
+        # fact with another validation fact of its relation
+        n = max(2 if len(facts) >= 4 else 1, int(round(fraction * len(facts)))) if len(facts) > 1 else 0
         rng = np.random.default_rng([seed, zlib.crc32(str(relation).encode()), zlib.crc32(b"validation")])
         chosen.update(facts[i] for i in rng.permutation(len(facts))[:n])
     out.loc[out["fact_id"].isin(chosen), "split"] = "validation"

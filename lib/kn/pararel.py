@@ -34,6 +34,8 @@ import pandas as pd
 from .download import DataFileError, resolve_data_dir
 from .params import StudyParams, project_root
 
+__all__ = ["read_facts", "drop_repeated_facts", "read_templates", "is_y_final", "prompt_stem", "adapt_templates", "split_facts", "choose_relations", "sample_facts", "fact_ids", "prompt_id", "build_prompts", "add_answer_tokens", "load_adapted", "AdaptedData", "read_user_facts", "read_user_templates", "DataFileError"]
+
 FACTS_PATH = Path("Hunter-DDM_knowledge-neurons/PARAREL/query_pairs.json")
 PATTERNS_DIR = Path("pararel/patterns")
 AUTHORED_TEMPLATES = Path("data/templates.csv")
@@ -227,14 +229,15 @@ def choose_relations(facts: pd.DataFrame, params: StudyParams) -> list[str]:
 
 
 def sample_facts(facts: pd.DataFrame, params: StudyParams, *, limits: dict | None = None,
-                 purpose: str = "sample") -> pd.DataFrame:
+                 purpose: str = "sample", relations: list | None = None) -> pd.DataFrame:
     """A seeded slice of ``facts``: the run's relations, then per relation and split at most ``limits[split]`` facts
     (default: train_facts_per_relation / test_facts_per_relation; None = all).
 
     A pair already drawn in an earlier relation (sorted order) is drawn first in a later one that holds it (its twin,
     on the same side of the split by construction), so cross-relation duplicates stay together; the rest is a seeded
-    permutation per (relation, split, purpose). A relation's draw never depends on relations that share no pair."""
-    relations = choose_relations(facts, params)
+    permutation per (relation, split, purpose). A relation's draw never depends on relations that share no pair.
+    relations: the relations to draw from (default: choose_relations(facts, params))."""
+    relations = choose_relations(facts, params) if relations is None else sorted(relations)
     if limits is None:
         limits = {"train": params.train_facts_per_relation, "test": params.test_facts_per_relation}
     drawn: set[tuple[str, str]] = set()

@@ -10,17 +10,19 @@ API
     score_rows(loaded, rows, *, batch_size, progress) -> rows + target_id and next-token scores
     shared_prompts(prompts) -> rows another relation repeats word for word, with split_mismatch
     split_table(facts, prompts), accuracy_table(prompts) -> chapter 1's tables
+    object_table(facts, relations, tokenizer) -> every object of the relations with its first token (edits' t')
     Population(prompts, candidates, rule_counts, rule)
 
 With population "known", chapter 1 scores a seeded pool of candidate facts (candidate_facts_per_relation per relation
 and split), keeps those the rule accepts, and then draws the run's sample from them exactly as it would from all facts;
-the rule is fixed by the parameters before attribution and never sees an attribution score.
+the rule is fixed by the parameters before attribution and never sees an attribution score. A relation whose known
+facts give fewer than MIN_TRAIN_FACTS train facts or no test fact leaves the run (Population.dropped_relations).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -28,7 +30,7 @@ from . import pararel
 from .params import StudyParams
 
 __all__ = ["KnownRule", "REPORTED_RULES", "known_facts", "rule_counts", "run_population", "Population", "score_rows",
-           "shared_prompts", "split_table", "accuracy_table"]
+           "shared_prompts", "split_table", "accuracy_table", "object_table"]
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,18 @@ def rule_counts(scored: pd.DataFrame, rules=REPORTED_RULES) -> pd.DataFrame:
     return table
 
 
+# A relation needs train facts for what its test facts are set against (LAND's targets, the relation prior,
+# Knowledge-Neurons p) and test facts to be measured: with fewer known facts than this it leaves the run.
+MIN_TRAIN_FACTS = 2
+
+
 @dataclass
 class Population:
     prompts: pd.DataFrame  # the run's prompt rows, scored (p_target, top1_id, p_top1, rank_target, correct)
     candidates: pd.DataFrame  # every scored prompt (= prompts when population is "all")
     rule_counts: pd.DataFrame | None  # None when population is "all"
     rule: KnownRule | None
+    dropped_relations: list = field(default_factory=list)  # known facts too few: < MIN_TRAIN_FACTS train or no test
 
 
 def run_population(data: pararel.AdaptedData, params: StudyParams,
@@ -96,10 +104,14 @@ def run_population(data: pararel.AdaptedData, params: StudyParams,
     rule = KnownRule.from_params(params)
     kept = known_facts(candidates, rule)
     known = pool[pararel.fact_ids(pool).map(kept).fillna(False).astype(bool).to_numpy()]
-    sample = pararel.sample_facts(known, params)
+    per_split = known.groupby(["relation", "split"]).size().unstack(fill_value=0).reindex(
+        columns=["train", "test"], fill_value=0)
+    usable = per_split[(per_split["train"] >= MIN_TRAIN_FACTS) & (per_split["test"] >= 1)].index
+    dropped = sorted(set(known["relation"]) - set(usable) | set(pool["relation"]) - set(known["relation"]))
+    sample = pararel.sample_facts(known, params, relations=list(usable))
     prompts = candidates[candidates["fact_id"].isin(set(pararel.fact_ids(sample)))]
     counts = rule_counts(candidates, tuple(dict.fromkeys(REPORTED_RULES + (rule,))))
-    return Population(prompts.reset_index(drop=True), candidates, counts, rule)
+    return Population(prompts.reset_index(drop=True), candidates, counts, rule, dropped)
 
 
 def score_rows(loaded, rows: pd.DataFrame, *, batch_size: int = 32, progress: bool = False) -> pd.DataFrame:
@@ -144,3 +156,11 @@ def accuracy_table(prompts: pd.DataFrame) -> pd.DataFrame:
     table.loc["all"] = row(prompts)
     table["prompts"] = table["prompts"].astype(int)
     return table
+
+
+def object_table(facts: pd.DataFrame, relations, tokenizer) -> pd.DataFrame:
+    """Every object of ``relations`` in the data (all facts, both splits) with the first token of " " + object: the
+    pool an edit's new answer t' is drawn from."""
+    objects = facts[facts["relation"].isin(set(relations))].drop_duplicates(["relation", "object"])
+    rows = pararel.add_answer_tokens(objects.assign(answer=" " + objects["object"]), tokenizer)
+    return rows[["relation", "object", "target_id"]].sort_values(["relation", "object"]).reset_index(drop=True)

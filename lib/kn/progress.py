@@ -4,6 +4,8 @@ API
     progress(total, desc, unit="it") -> Progress     a context manager: .update(n=1), .set_postfix(**kv), .close()
     track(iterable, total=None, desc="", unit="it")  yields the items of ``iterable``, counting them
     use_file(path)                                   a chapter's first cell: write progress to this file ("" = off)
+    format_line(desc, n, total, elapsed, unit, postfix) -> str;  interval() -> seconds between lines;  clock(s)
+    ENV_FILE, ENV_SECONDS                            the environment variables below
 
 Where a bar writes is decided when it starts:
     KN_PROGRESS_FILE set to a path   plain-text lines appended to that file; `kn` tails it onto its own terminal

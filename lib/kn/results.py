@@ -11,6 +11,7 @@ API
     claims(runs, chapter) -> DataFrame [claim x run]: each run's verdict sentence for each claim of that chapter
     across_models(runs) -> DataFrame [claim x (run..., "verdict")]: holds for every run, for some, for none
     chapter_times(runs) -> DataFrame [run x chapter] seconds
+    CHAPTER_SUMMARIES                                       {field of Run: its kn.summaries record}
 
 Nothing is recomputed: every number comes from a chapter's summary record (kn.summaries), and every sentence is the one
 the chapter itself printed (kn.findings), so the results page and the chapters cannot disagree.
@@ -56,6 +57,7 @@ class Run:
     land: LandSummary | None = None
     amplification: AmplificationSummary | None = None
     editing: EditingSummary | None = None
+    outdated: list = None  # chapters whose record is from an older version: re-run them
 
     @property
     def label(self) -> str:
@@ -67,10 +69,19 @@ class Run:
 
 
 def load_runs(runs: dict[str, RunFolder]) -> list[Run]:
+    """The runs' typed summaries. A record written by an older version of a chapter (other fields) is left out, with
+    the chapter to re-run in Run.outdated, so one stale run folder cannot stop the book."""
     out = []
     for name, folder in runs.items():
-        found = {k: (cls.read(folder) if cls.exists(folder) else None) for k, cls in CHAPTER_SUMMARIES.items()}
-        out.append(Run(name, folder, **found))
+        found, outdated = {}, []
+        for key, cls in CHAPTER_SUMMARIES.items():
+            try:
+                found[key] = cls.read(folder) if cls.exists(folder) else None
+            except ValueError:
+                found[key] = None
+                outdated.append(cls.CHAPTER)
+        if found["data"] is not None:
+            out.append(Run(name, folder, **found, outdated=outdated))
     return out
 
 
@@ -83,7 +94,8 @@ def data_table(runs: list[Run]) -> pd.DataFrame:
     rows = {r.label: {"population": r.data.population + (f" ({r.data.known_rule})" if r.data.known_rule else ""),
                       "relations": r.data.sample_relations, "train facts": r.data.sample_facts_train,
                       "test facts": r.data.sample_facts_test, "prompts": r.data.sample_prompts,
-                      "top-1 accuracy": r.data.top1_accuracy} for r in runs}
+                      "top-1 accuracy": r.data.top1_accuracy,
+                      "to re-run": ", ".join(r.outdated or []) or "–"} for r in runs}
     return _frame(rows)
 
 

@@ -47,6 +47,8 @@ from .errors import BadInput, bad_input_names
 from .params import ParameterError, StudyParams, load_params, project_root
 from .progress import ENV_FILE, clock
 
+__all__ = ["CHAPTERS", "execute_chapters", "check_params", "parse_overrides", "select_chapters", "available_chapters", "execute_results", "build_book", "prune_book_runs", "prepare_book_root", "UnknownChapter", "ChapterFailed", "main"]
+
 CHAPTERS = ("01_data_adaptation", "02_attribution", "02b_attribution_choices", "03_overlap", "04_land",
             "05_amplification", "06_editing")
 # Raised in a notebook's kernel and meaning "bad input", though (for now) not subclasses of kn.errors.BadInput.
@@ -353,6 +355,24 @@ def _portable(path: Path, root: Path) -> str:
     return str(path)
 
 
+def _tag_parameter_cells(path: Path) -> None:
+    """Hide the results page's parameter cells (the injected one names this machine's runs folder) and drop
+    papermill's record of the paths."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.cell_type == "code" and ("parameters" in tags or "injected-parameters" in tags):
+            if "remove-cell" not in tags:
+                cell.metadata["tags"] = [*tags, "remove-cell"]
+    meta = nb.metadata.get("papermill")
+    if meta:
+        meta["input_path"] = meta["output_path"] = path.name
+        meta["parameters"] = {}
+    nbformat.write(nb, path)
+
+
 def _publish(staged: Path, target: Path, *, root: Path, model: str, replace: dict[str, str]) -> None:
     """Make the executed notebook a book page and move it into place atomically (readers see the old or the new)."""
     import nbformat
@@ -411,7 +431,9 @@ def execute_results(book_root: str | Path | None = None) -> Path:
     target = root / "book" / "generated" / "results.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(source), str(target), parameters={"runs_root": str(root / "runs")},
-                               cwd=str(source.parent), progress_bar=False, kernel_name="python3")
+                               cwd=str(source.parent), progress_bar=False, kernel_name="python3",
+                               extra_arguments=KERNEL_ARGUMENTS)
+    _tag_parameter_cells(target)
     return target
 
 

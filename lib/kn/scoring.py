@@ -18,6 +18,8 @@ import torch
 
 from .progress import track
 
+__all__ = ["tokenize_prompts", "length_batches", "pad_right", "next_token_scores"]
+
 
 def tokenize_prompts(tokenizer, prompts) -> list[torch.Tensor]:
     """Each prompt as the tokenizer encodes it by default (with a BOS token where the model adds one)."""

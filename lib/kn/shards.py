@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+__all__ = ["run_shard", "main"]
+
 
 def run_shard(params_file, index: int, count: int, *, store_dir=None, limit: int | None = None,
               device: str | None = None) -> dict:

@@ -9,8 +9,9 @@ API
     AttributionStore(folder, ...)         sparse IG scores in atomic parts: resumable, shardable
         .coarse_sets_by_prompt(prompts, t) -> {prompt_id: frozenset}   rows named by prompt_id, scores by key
     merge_attribution_stores(sources, target)
+    attribute(loaded, input_ids, target_ids, *, steps, rule, dtype, neuron, batch_prompts) -> IGResult  (the run's rule)
     atomic_write(path, write) / atomic_write_bytes(path, data)   the one atomic file write
-    MissingArtifact
+    MissingArtifact;  RUN_DEFINING_KEYS (what chapter 1 fixes for a run)
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import pandas as pd
 
 from .errors import BadInput
 from .params import ParameterError, StudyParams
+
+__all__ = ["RunFolder", "AttributionStore", "merge_attribution_stores", "atomic_write", "atomic_write_bytes",
+           "MissingArtifact", "RUN_DEFINING_KEYS", "attribute"]
 
 # Keys that define what the run *is*: a chapter re-executed with other values here would mix two studies.
 RUN_DEFINING_KEYS = ("model", "seed", "facts_file", "templates_file", "templates_per_relation", "test_fraction",
@@ -250,8 +254,6 @@ class AttributionStore:
         import numpy as np
         import torch
 
-        from .attribution import integrated_gradients
-        from .models import torch_dtype
         from .progress import progress as progress_bar
 
         m = self.manifest
@@ -266,9 +268,9 @@ class AttributionStore:
         bar = progress_bar(len(todo), "attribution", unit="prompt") if progress else None
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            result = integrated_gradients(loaded, [input_ids[i] for i in batch], [int(target_ids[i]) for i in batch],
-                                          steps=m["steps"], rule=m["rule"], dtype=torch_dtype(m["dtype"]),
-                                          neuron=m["neuron"], batch_prompts=batch_size)
+            result = attribute(loaded, [input_ids[i] for i in batch], [int(target_ids[i]) for i in batch],
+                               steps=m["steps"], rule=m["rule"], dtype=m["dtype"], neuron=m["neuron"],
+                               batch_prompts=batch_size)
             for j, i in enumerate(batch):
                 rows.append(self._row(keys[i], prompts[i], int(target_ids[i]), result, j))
             if first_call is None:
@@ -306,6 +308,20 @@ class AttributionStore:
                 "neuron_ids": kept.numpy().astype(np.int32), "neuron_scores": flat[kept].numpy().astype(np.float32),
                 "layer_sums": scores.sum(-1).numpy().astype(np.float32),
                 "p_full": result.p_full[j].float().numpy(), "p_zero": result.p_zero[j].float().numpy()}
+
+
+def attribute(loaded, input_ids, target_ids, *, steps: int, rule: str, dtype: str, neuron: str, batch_prompts: int):
+    """IGResult of the prompts by the run's rule: a quadrature rule with ``steps`` points (kn.attribution), or
+    "adaptive", the converged reference of chapter 2b (kn.convergence.adaptive_integrated_gradients; float32)."""
+    if rule == "adaptive":
+        from .convergence import adaptive_integrated_gradients
+
+        return adaptive_integrated_gradients(loaded, input_ids, target_ids, neuron=neuron)
+    from .attribution import integrated_gradients
+    from .models import torch_dtype
+
+    return integrated_gradients(loaded, input_ids, target_ids, steps=steps, rule=rule, dtype=torch_dtype(dtype),
+                                neuron=neuron, batch_prompts=batch_prompts)
 
 
 def merge_attribution_stores(sources, target: str | Path) -> Path:

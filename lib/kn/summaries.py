@@ -3,7 +3,7 @@ results page.
 
 API
     DataSummary, AttributionSummary, ChoicesSummary, OverlapSummary, LandSummary, AmplificationSummary,
-    EditingSummary                          one frozen dataclass per chapter
+    EditingSummary                          one frozen dataclass per chapter (SUMMARIES: all of them)
     <Summary>.write(run) / <Summary>.read(run) -> <Summary>   JSON in run folder file <Summary>.FILE, typed both ways
     <Summary>.exists(run) -> bool
     Claim(name, sentence, interval, holds)  a verdict: one sentence, the interval it rests on, and whether the paper's
@@ -104,6 +104,7 @@ class DataSummary(_Summary):
     known_rule: str  # "" for all
     candidate_facts: int
     known_candidate_facts: int
+    dropped_relations: list[str]  # too few known facts for a train and a test side
     sample_relations: int
     sample_facts_train: int
     sample_facts_test: int
