@@ -41,9 +41,12 @@ def test_validation_split_takes_train_facts_only_per_relation():
 
 
 def test_choose_threshold_maximises_fact_specific_overlap_and_breaks_ties_low():
-    sweep = pd.DataFrame({"fact_specific": [0.1, 0.3, 0.3, np.nan], "within": [0.9, 0.5, 0.4, np.nan]},
-                         index=pd.Index([0.5, 1.0, 2.0, 5.0], name="P"))
-    assert land_study.choose_threshold(sweep)[0] == 1.0
+    sweep = pd.DataFrame({"fact_specific": [0.1, 0.3, 0.3, 0.6, np.nan], "within": [0.9, 0.5, 0.4, 0.6, np.nan],
+                          "size": [30.0, 8.0, 4.0, 0.6, 0.0]}, index=pd.Index([0.5, 1.0, 2.0, 4.0, 5.0], name="P"))
+    assert land_study.choose_threshold(sweep)[0] == 4.0  # without a floor: sets of 0.6 neurons win
+    assert land_study.choose_threshold(sweep, 2.0)[0] == 1.0  # with Dai's lower bound of 2 neurons
+    p, reason = land_study.choose_threshold(sweep, 50.0)
+    assert p == 0.5 and "no P of the grid" in reason
     with pytest.raises(ValueError, match="undefined on the validation facts"):
         land_study.choose_threshold(sweep.assign(fact_specific=np.nan))
 

@@ -11,7 +11,8 @@ API
                                    split "validation" (P is chosen there, never on test facts)
     training_data(prompts, coarse, hp) -> (pairs [(coarse set, fact)], targets, counterexamples)  for split "train"
     threshold_sweep(detector, prompts, coarse, grid, *, seed) -> DataFrame [P] x overlap means on those prompts
-    choose_threshold(sweep) -> (P, reason)   the P with the largest mean fact-specific overlap (ties: smaller P)
+    choose_threshold(sweep, min_size) -> (P, reason)   the largest mean fact-specific overlap among P whose sets hold
+                                   min_size neurons on average (ties: smaller P)
     run_land_study(prompts, coarse, params, n_layers, n_neurons, *, device) -> LandStudy
     learning_curve_study(study, prompts, coarse, params, *, device) -> DataFrame  (paper's and our optimiser)
     wording_study(study, prompts, coarse, params, *, device) -> DataFrame per (condition, method, fact)
@@ -90,18 +91,26 @@ def threshold_sweep(detector, prompts: pd.DataFrame, coarse: dict, grid, *, seed
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("P")
 
 
-def choose_threshold(sweep: pd.DataFrame) -> tuple[float, str]:
+def choose_threshold(sweep: pd.DataFrame, min_size: float = 0.0) -> tuple[float, str]:
     """The P of ``sweep`` with the largest mean fact-specific overlap (within-fact minus same-relation across-fact
-    Jaccard); ties go to the smaller P. A P whose fact-specific overlap is undefined (all sets empty) is skipped."""
+    Jaccard) among those whose sets hold at least ``min_size`` neurons on average; ties go to the smaller P. Without a
+    floor the choice drifts to P where most sets are empty or hold one neuron, which agree by chance and can neither be
+    amplified nor edited. A P whose fact-specific overlap is undefined (all sets empty) is skipped; when no P reaches
+    ``min_size``, the one with the largest sets is taken and the reason says so."""
     usable = sweep["fact_specific"].dropna()
     if usable.empty:
         raise ValueError("fact-specific overlap is undefined on the validation facts at every P of the grid: it needs "
                          "two validation facts of one relation with non-empty LAND sets (raise land_validation_fraction "
                          "or train_facts_per_relation, or widen land_threshold_grid)")
-    best = usable[usable == usable.max()].index.min()
-    reason = (f"largest mean fact-specific overlap on the validation facts ({usable.max():.3f}) over the grid "
-              f"{', '.join(f'{p:g}' for p in sweep.index)}")
-    return float(best), reason
+    grid = ", ".join(f"{p:g}" for p in sweep.index)
+    large = usable[sweep.loc[usable.index, "size"] >= min_size]
+    if large.empty:
+        best = float(sweep.loc[usable.index, "size"].idxmax())
+        return best, (f"no P of the grid {grid} gives LAND sets of {min_size:g} neurons on average on the validation "
+                      f"facts; the P with the largest sets ({sweep.loc[best, 'size']:.2f})")
+    best = float(large[large == large.max()].index.min())
+    return best, (f"largest mean fact-specific overlap on the validation facts ({large.max():.3f}) among the P of the "
+                  f"grid {grid} whose sets hold at least {min_size:g} neurons on average")
 
 
 @dataclass
@@ -141,7 +150,7 @@ def run_land_study(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_l
     validation = labelled[labelled["split"] == "validation"]
     sweep = threshold_sweep(fit_detector, validation, coarse, params.land_threshold_grid, seed=params.seed)
     if params.land_threshold is None:
-        threshold, reason = choose_threshold(sweep)
+        threshold, reason = choose_threshold(sweep, params.land_min_set_size)
     else:
         threshold, reason = float(params.land_threshold), "fixed by the parameter land_threshold"
     hp = dataclasses.replace(hp, threshold=threshold)

@@ -99,6 +99,7 @@ class StudyParams:
     land_threshold_grid: list[float] = _p((0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0), "P values tried on validation facts",
                                           factory=True)
     land_validation_fraction: float = _p(0.2, "share of the train facts of each relation held out to choose P")
+    land_min_set_size: float = _p(2.0, "P is chosen among values whose sets hold this many neurons on average")
     land_counterexamples: int = _p(2, "other facts whose same-template prompts are counter-examples")
     learning_curve_fractions: list[float] = _p((0.125, 0.25, 0.5, 1.0), "shares of the train facts in the learning curve",
                                                factory=True)
@@ -192,6 +193,8 @@ class StudyParams:
             bad("land_threshold_grid", "needs values >= 0")
         if not 0 < self.land_validation_fraction < 1:
             bad("land_validation_fraction", "must lie strictly between 0 and 1")
+        if self.land_min_set_size < 0:
+            bad("land_min_set_size", "must be 0 or more")
         if self.land_counterexamples < 0:
             bad("land_counterexamples", "must be 0 or more")
         if not self.learning_curve_fractions or not all(0 < f <= 1 for f in self.learning_curve_fractions):
@@ -346,7 +349,7 @@ CHAPTER_KEYS: dict[str, tuple[str, ...]] = {
     "03_overlap": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "refine_p_start", "refine_p_step",
                                "refine_size_range", "threshold_sweep", "example_fact", "bootstrap_samples"),
     "04_land": _RUN_KEYS + ("coarse_threshold", "land_rank", "land_epochs", "land_batch_size", "land_lr",
-                            "land_threshold", "land_threshold_grid", "land_validation_fraction",
+                            "land_threshold", "land_threshold_grid", "land_validation_fraction", "land_min_set_size",
                             "land_counterexamples", "learning_curve_fractions", "example_fact", "bootstrap_samples"),
     "05_amplification": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "unrelated_pairing", "amplify_factor",
                                      "suppress_factor", "bootstrap_samples", "eval_batch_size"),

@@ -8,6 +8,7 @@ API
     .check_params(params)
     AttributionStore(folder, ...)         sparse IG scores in atomic parts: resumable, shardable
         .coarse_sets_by_prompt(prompts, t) -> {prompt_id: frozenset}   rows named by prompt_id, scores by key
+        .compute_log() -> [stats of each compute() call that scored prompts]   how fast the stored scores were made
     merge_attribution_stores(sources, target)
     attribute(loaded, input_ids, target_ids, *, steps, rule, dtype, neuron, batch_prompts) -> IGResult  (the run's rule)
     atomic_write(path, write) / atomic_write_bytes(path, data)   the one atomic file write
@@ -291,8 +292,21 @@ class AttributionStore:
             per_prompt = (seconds - first_call[0]) / (len(todo) - first_call[1])
         else:
             per_prompt = seconds / len(todo) if todo else float("nan")
-        return {"computed": len(todo), "already_stored": len(done & set(keys)), "seconds": seconds,
-                "seconds_per_prompt": per_prompt, "threads": torch.get_num_threads(), "batch_prompts": batch_size}
+        stats = {"computed": len(todo), "already_stored": len(done & set(keys)), "seconds": seconds,
+                 "seconds_per_prompt": per_prompt, "threads": torch.get_num_threads(), "batch_prompts": batch_size}
+        if todo:  # how fast the stored scores were made, for a later execution that computes nothing
+            self._log_compute(stats, shard_index, shard_count)
+        return stats
+
+    def _log_compute(self, stats: dict, shard_index: int, shard_count: int) -> None:
+        name = f"compute-s{shard_index:03d}of{shard_count:03d}.json"
+        log = json.loads((self.folder / name).read_text()) if (self.folder / name).is_file() else []
+        atomic_write_bytes(self.folder / name, json.dumps(log + [stats], indent=2).encode())
+
+    def compute_log(self) -> list[dict]:
+        """Every compute() call that scored prompts (all shards): computed, seconds, seconds_per_prompt, threads,
+        batch_prompts."""
+        return [entry for path in sorted(self.folder.glob("compute-*.json")) for entry in json.loads(path.read_text())]
 
     def _row(self, key: str, prompt: str, target_id: int, result, j: int) -> dict:
         """One stored row: neurons above the store threshold, the max, per-layer sums, P(w_bar) and P(0)."""
