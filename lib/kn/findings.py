@@ -354,7 +354,7 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
     r_lo = ours["R_Lo"]
     land_fs = detectors["land"]["fact_specific"]
     claims = [reaches_claim("LAND's overlap", r_lo, paper.LAND_OVERLAP_CLAIM,
-                            what="the LAND sets of a test fact's paraphrases overlap (R_Lo)",
+                            what="R_Lo (the overlap of the LAND sets of a test fact's paraphrases) =",
                             source="LAND (GPT-2)")]
     land_specific = Claim(
         "LAND is specific to the fact",
