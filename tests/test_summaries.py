@@ -60,3 +60,26 @@ def test_cells_format_intervals_and_missing_values():
     assert fmt(Interval(0.5, 0.25, 0.75, 3), "{:.0%}") == "50% [25%, 75%]"
     assert fmt(float("nan")) == "–" and fmt(None) == "–" and fmt(3, "{:,.0f}") == "3" and fmt("x") == "x"
     assert dataclasses.is_dataclass(Claim)
+
+
+def test_across_models_reads_a_claim_without_direction_by_its_interval():
+    """A claim with holds None (no direction claimed) says "differs" where its interval excludes zero, and never
+    counts as "holds for none"; claims with a direction keep holds / does not hold / not distinguishable."""
+    from types import SimpleNamespace
+
+    from kn.results import across_models
+    from kn.stats import Interval
+    from kn.summaries import Claim
+
+    def run(label, neuron_interval, beats):
+        choices = SimpleNamespace(claims=[Claim("which neuron", "", neuron_interval, None)])
+        land = SimpleNamespace(claims=[Claim("LAND beats the prior", "", Interval(0.2, 0.1, 0.3, 9), beats)])
+        return SimpleNamespace(label=label, choices=choices, overlap=None, land=land, amplification=None,
+                               editing=None)
+
+    frame = across_models([run("a", Interval(-0.02, -0.05, -0.01, 25), True),
+                           run("b", Interval(0.01, -0.01, 0.03, 50), None)])
+    row = frame.loc[("choices", "which neuron")]
+    assert row["a"].startswith("differs") and row["b"].startswith("not distinguishable")
+    assert row["across runs"] == "differs in 1 of 2 runs"
+    assert frame.loc[("land", "LAND beats the prior"), "across runs"] == "holds for 1 of 2 runs"

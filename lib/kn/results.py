@@ -222,7 +222,8 @@ def claims(runs: list[Run], chapter: str) -> pd.DataFrame:
 
 def across_models(runs: list[Run]) -> pd.DataFrame:
     """Each claim that carries a verdict (Claim.holds), run by run (the interval it rests on), and whether it holds
-    for every run, for some, or for none; "not distinguishable" runs are counted as neither."""
+    for every run, for some, or for none; "not distinguishable" runs are counted as neither. A claim that states no
+    direction (holds None, with an interval) reads "differs" where its interval excludes zero."""
     rows: dict = {}
     for r in runs:
         for chapter in ("choices", "overlap", "land", "amplification", "editing"):
@@ -230,13 +231,20 @@ def across_models(runs: list[Run]) -> pd.DataFrame:
             for c in (summary.claims if summary else []):
                 if c.interval is None and c.holds is None:
                     continue
-                cell = {True: "holds", False: "does not hold", None: "not distinguishable"}[c.holds]
+                # A claim without a direction (holds None) still says whether its interval excludes zero.
+                cell = ({True: "holds", False: "does not hold"}[c.holds] if c.holds is not None else
+                        "differs" if c.interval is not None and c.interval.excludes_zero else "not distinguishable")
                 if c.interval is not None:
                     cell += f": {c.interval.format('{:.2f}')}"
                 rows.setdefault((chapter, c.name), {})[r.label] = (cell, c.holds)
     out = {}
     for key, by_run in rows.items():
         verdicts = [h for _, h in by_run.values()]
+        if all(v is None for v in verdicts):
+            differs = sum(text.startswith("differs") for text, _ in by_run.values())
+            out[key] = {**{run: text for run, (text, _) in by_run.items()},
+                        "across runs": f"differs in {differs} of {len(verdicts)} runs"}
+            continue
         summary = ("holds for every run" if all(v is True for v in verdicts) else
                    "holds for none" if all(v is not True for v in verdicts) else
                    f"holds for {sum(v is True for v in verdicts)} of {len(verdicts)} runs")
