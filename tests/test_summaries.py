@@ -83,3 +83,5 @@ def test_across_models_reads_a_claim_without_direction_by_its_interval():
     assert row["a"].startswith("differs") and row["b"].startswith("not distinguishable")
     assert row["across runs"] == "differs in 1 of 2 runs"
     assert frame.loc[("land", "LAND beats the prior"), "across runs"] == "holds for 1 of 2 runs"
+    neither = across_models([run("a", Interval(0.0, -0.1, 0.1, 9), None), run("b", Interval(0.0, -0.1, 0.1, 9), None)])
+    assert neither.loc[("choices", "which neuron"), "across runs"] == "holds for none"  # not distinguishable anywhere

@@ -240,8 +240,8 @@ def across_models(runs: list[Run]) -> pd.DataFrame:
     out = {}
     for key, by_run in rows.items():
         verdicts = [h for _, h in by_run.values()]
-        if all(v is None for v in verdicts):
-            differs = sum(text.startswith("differs") for text, _ in by_run.values())
+        differs = sum(text.startswith("differs") for text, _ in by_run.values())
+        if differs and all(v is None for v in verdicts):
             out[key] = {**{run: text for run, (text, _) in by_run.items()},
                         "across runs": f"differs in {differs} of {len(verdicts)} runs"}
             continue
