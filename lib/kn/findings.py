@@ -88,12 +88,18 @@ def throughput_table(stats: dict, prompts: pd.DataFrame, store, table: pd.DataFr
         "computed in this execution": stats["computed"],
         "already stored before": stats["already_stored"],
     }
-    made = store.compute_log()
-    last = made[-1] if made else stats
+    last = _last_computation(stats, store)
     values |= {"seconds per prompt when computed (first call excluded)": last["seconds_per_prompt"],
                "prompts scored in that execution": last["computed"], "torch threads": last["threads"],
                "prompts per kernel call": last["batch_prompts"]}
     return pd.DataFrame({"value": {k: f"{v:,}" if isinstance(v, int) else f"{v:.2f}" for k, v in values.items()}})
+
+
+def _last_computation(stats: dict, store) -> dict:
+    """The stats of the last execution that scored prompts (the store's compute log), else this execution's: an
+    execution that found every score stored reports how fast they were made."""
+    made = store.compute_log()
+    return made[-1] if made else stats
 
 
 def example_prompt(prompts: pd.DataFrame, table: pd.DataFrame, store) -> pd.Series:
@@ -107,8 +113,8 @@ def example_prompt(prompts: pd.DataFrame, table: pd.DataFrame, store) -> pd.Seri
 
 def attribution_summary(params, stats: dict, store, table: pd.DataFrame, prompts: pd.DataFrame,
                         seconds: float) -> AttributionSummary:
-    made = store.compute_log()
-    stats = {**stats, **{k: made[-1][k] for k in ("seconds_per_prompt", "threads", "batch_prompts")}} if made else stats
+    last = _last_computation(stats, store)
+    stats = {**stats, **{k: last[k] for k in ("seconds_per_prompt", "threads", "batch_prompts")}}
     keys = set(store.keys_for(prompts))
     mine = table[table["key"].isin(keys)]
     sizes = np.array([len(s) for s in store.coarse_sets(params.coarse_threshold, mine).values()])
@@ -498,12 +504,11 @@ def success_comparisons(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.Da
     return paired_comparisons(long, "success", _method_pairs(), n_boot=n_boot, seed=seed, fmt="{:.0%}")
 
 
-def _relative_change(after, before, *, n_boot: int, seed: int) -> Interval:
-    """The typical relative change after / before - 1 over facts, as a geometric mean: exp(mean log ratio) - 1 with the
-    bootstrap interval of the mean log ratio carried through. An edit can multiply one statement group's perplexity by
-    10^20, and an arithmetic mean of ratios would report that one fact."""
-    ratio = np.log(np.asarray(after, float) / np.asarray(before, float))
-    i = bootstrap_mean(ratio, n_boot=n_boot, seed=seed)
+def _relative_change(relative, *, n_boot: int, seed: int) -> Interval:
+    """The typical relative change over facts (``relative`` [fact] = after / before - 1), as a geometric mean:
+    exp(mean log ratio) - 1, with the bootstrap interval of the mean log ratio carried through. An edit can multiply
+    one statement group's perplexity by 10^20, and an arithmetic mean of ratios would report that one fact."""
+    i = bootstrap_mean(np.log1p(np.asarray(relative, float)), n_boot=n_boot, seed=seed)
     return Interval(float(np.expm1(i.mean)), float(np.expm1(i.lo)), float(np.expm1(i.hi)), i.n,
                     float(np.expm1(i.median)))
 
@@ -512,21 +517,17 @@ def update_table(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame
     """Dai et al.'s update table per method, with intervals over facts: change rate and success on Same, and the
     perplexity of statements within the fact's relation and across relations, as the mean absolute change and the
     relative change (a geometric mean, see _relative_change) against the unedited model."""
-    before = edits[edits["method"] == "Before"].set_index("fact_id")
+    means = {"change rate": "changed_Same", "success rate": "success_Same",
+             "perplexity within, change": "ppl_within_change", "perplexity across, change": "ppl_across_change"}
+    relative = {"perplexity within, relative": "ppl_within_relative",
+                "perplexity across, relative": "ppl_across_relative"}
     edited = edits[edits["method"] != "Before"]
-    rows = {}
-    for method, g in edited.groupby("method"):
-        ref = before.loc[g["fact_id"]]
-        row = {"change rate": bootstrap_mean(g["changed_Same"].astype(float), n_boot=n_boot, seed=seed),
-               "success rate": bootstrap_mean(g["success_Same"].astype(float), n_boot=n_boot, seed=seed)}
-        for where in ("within", "across"):
-            row[f"perplexity {where}, change"] = bootstrap_mean(g[f"ppl_{where}_change"].astype(float), n_boot=n_boot,
-                                                                seed=seed)
-            row[f"perplexity {where}, relative"] = _relative_change(g[f"ppl_{where}"].to_numpy(),
-                                                                    ref[f"ppl_{where}"].to_numpy(), n_boot=n_boot,
-                                                                    seed=seed)
-        rows[method] = row
-    return pd.DataFrame.from_dict(rows, orient="index").loc[_edit_order(rows)]
+    rows = {m: {name: bootstrap_mean(g[col].astype(float), n_boot=n_boot, seed=seed) for name, col in means.items()}
+            | {name: _relative_change(g[col], n_boot=n_boot, seed=seed) for name, col in relative.items()}
+            for m, g in edited.groupby("method")}
+    order = ["change rate", "success rate", "perplexity within, change", "perplexity within, relative",
+             "perplexity across, change", "perplexity across, relative"]
+    return pd.DataFrame.from_dict(rows, orient="index").loc[_edit_order(rows), order]
 
 
 def editing_summary(params, setup, edits: pd.DataFrame, erasing: pd.DataFrame, seconds: float) -> EditingSummary:
