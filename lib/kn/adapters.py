@@ -37,6 +37,7 @@ each with R "rows": copies of its last token that differ only in their residual 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -114,6 +115,15 @@ def _rotate_back(K: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     Kf = K.float()
     rotated = Kf * cos - torch.cat([-Kf[..., half:], Kf[..., :half]], dim=-1) * sin
     return rotated.to(K.dtype)
+
+
+def _forward_with_cache(base: nn.Module, input_ids: torch.Tensor, cache):
+    """``base``'s forward filling ``cache`` (None: the model's default); returns the filled cache. transformers 5.24
+    (the lock's) names the argument and the output ``cache`` and deprecates ``past_key_values``, which older releases
+    still use: the name is read from the forward's signature, so no deprecated argument is ever passed."""
+    if "cache" in inspect.signature(base.forward).parameters:
+        return base(input_ids=input_ids, use_cache=True, cache=cache).cache
+    return base(input_ids=input_ids, use_cache=True, past_key_values=cache).past_key_values
 
 
 def _cache_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +240,7 @@ class Adapter:
         pre = [(mid_module(layer), keeper(mids, layer)) for layer in range(L)]
         pre += [(self.ffn_out_proj(layer), keeper(acts, layer)) for layer in range(L)]
         with hooked(pre=pre), torch.no_grad():
-            cache = base(input_ids=batch, use_cache=True, past_key_values=cache).past_key_values
+            cache = _forward_with_cache(base, batch, cache)
         kv = []
         for layer in range(L):
             K, V = _cache_kv(cache, layer)

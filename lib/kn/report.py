@@ -9,7 +9,9 @@ API
     show_table(frame, formats=None, *, caption=None)          numbers formatted per column, "–" for missing
     fmt(value, spec) -> str                                   one cell: Interval, nan and plain numbers
     figure(fig, caption)                                      the figure as an HTML <figure> with its caption
-    conclusion(claims, *, title="What this run shows")        the chapter's verdicts as one paragraph
+    conclusion(claims, *, title="What this run shows")        the chapter's verdicts as one paragraph, then one line
+                                                               counting the library output kept off the page
+    LibraryLog(path)   warnings and stderr of the libraries a chapter calls, appended to <run>/logs/<chapter>.log
     relative_path(path) -> str                                paths shown relative to the project (never absolute)
     STYLE                                                     seaborn theme arguments used by every figure
 """
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,12 +30,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .environment import current_environment
 from .params import CHAPTER_KEYS, StudyParams, project_root, resolve_notebook_params
 from .stats import Interval
 from .store import RunFolder
 
 __all__ = ["open_chapter", "Chapter", "parameters_table", "show_table", "fmt", "figure", "conclusion",
-           "relative_path", "STYLE"]
+           "relative_path", "STYLE", "LibraryLog"]
 
 STYLE = {"style": "whitegrid", "context": "notebook", "palette": "deep"}
 _FIRST = "01_data_adaptation"
@@ -63,10 +68,89 @@ class Chapter:
         """Write the chapter's summary record and the parameters it ran with (and where each came from)."""
         summary.write(self.run)
         self.run.record_params(self.params, self.name, self.origin)
+        environment = self.run.read_json("environment") if self.run.has("environment.json") else {}
+        environment[self.name] = current_environment()
+        self.run.write_json("environment", environment)
 
 
-def _quiet_page() -> None:
-    """Keep logs out of the page: progress goes to the terminal (kn.progress), understood warnings are silenced."""
+class LibraryLog:
+    """Where a chapter's library output goes instead of the page: Python warnings (``warnings.showwarning``),
+    anything written to ``sys.stderr`` (progress bars such as transformers' GGUF conversion, C extensions' Python-level
+    messages) and transformers' logger, appended to ``path`` with the time. ``warnings`` and ``stderr_lines`` count
+    them for the page's one line. ``install()`` replaces the hooks for the rest of the kernel's life (a chapter is one
+    kernel); ``uninstall()`` puts them back."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.warnings = 0
+        self.stderr_lines = 0
+        self._saved = None
+
+    def _append(self, text: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+
+    # the stderr file protocol
+    def write(self, text: str) -> int:
+        # a progress bar redraws itself with "\r": each redraw is one line of the log, counted once
+        pieces = [p for p in text.replace("\r", "\n").split("\n") if p.strip()]
+        if pieces:
+            self.stderr_lines += len(pieces)
+            self._append("".join(f"{time.strftime('%H:%M:%S')} stderr: {p.strip()}\n" for p in pieces))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def showwarning(self, message, category, filename, lineno, file=None, line=None) -> None:
+        self.warnings += 1
+        where = f"{Path(filename).name}:{lineno}"  # a file name, not this machine's path
+        self._append(f"{time.strftime('%H:%M:%S')} {category.__name__} ({where}): {message}\n")
+
+    def install(self) -> "LibraryLog":
+        handlers = _transformers_handlers()
+        self._saved = (sys.stderr, warnings.showwarning, [(h, h.stream) for h in handlers])
+        sys.stderr = self
+        warnings.showwarning = self.showwarning
+        for handler in handlers:
+            handler.setStream(self)
+        return self
+
+    def uninstall(self) -> None:
+        if self._saved is None:
+            return
+        sys.stderr, warnings.showwarning, streams = self._saved
+        for handler, stream in streams:
+            handler.setStream(stream)
+        self._saved = None
+
+    def summary(self) -> str | None:
+        """One line for the page, or None when nothing was kept."""
+        if not (self.warnings or self.stderr_lines):
+            return None
+        parts = []
+        if self.warnings:
+            parts.append(f"{self.warnings} library warning{'' if self.warnings == 1 else 's'}")
+        if self.stderr_lines:
+            parts.append(f"{self.stderr_lines} line{'' if self.stderr_lines == 1 else 's'} of library output")
+        return f"Kept off this page: {' and '.join(parts)}, in {relative_path(self.path)}."
+
+
+def _transformers_handlers() -> list:
+    """The stream handlers of transformers' library logger (made at its import, bound to the stderr of that time)."""
+    return [h for h in logging.getLogger("transformers").handlers if isinstance(h, logging.StreamHandler)]
+
+
+_LOG: LibraryLog | None = None  # the running chapter's, counted by conclusion()
+
+
+def _quiet_page(log_path: Path) -> None:
+    """Keep logs out of the page: progress goes to the terminal (kn.progress), library output to the run folder."""
+    global _LOG
     # tqdm's notebook bar needs ipywidgets, which the book does not install: its warning says nothing to a reader.
     warnings.filterwarnings("ignore", message="IProgress not found")
     # transformers draws a bar while it reads weights (a second at most): not a step a reader waits for.
@@ -74,6 +158,9 @@ def _quiet_page() -> None:
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
+    if _LOG is not None:
+        _LOG.uninstall()
+    _LOG = LibraryLog(log_path).install()
 
 
 def open_chapter(chapter: str, namespace) -> Chapter:
@@ -86,13 +173,13 @@ def open_chapter(chapter: str, namespace) -> Chapter:
         from . import progress
 
         progress.use_file(namespace["progress_file"])
-    _quiet_page()
+    run = RunFolder(params.resolved_run_dir())
+    _quiet_page(run.path / "logs" / f"{chapter}.log")
     import matplotlib
     import seaborn as sns
 
     matplotlib.rcParams["figure.dpi"] = 100
     sns.set_theme(**STYLE)
-    run = RunFolder(params.resolved_run_dir())
     if chapter != _FIRST:
         run.check_params(params)
     display(_styled(parameters_table(params, origin, chapter), caption="Parameters of this run"))
@@ -172,4 +259,7 @@ def conclusion(claims, *, title: str = "What this run shows") -> None:
     from IPython.display import Markdown, display
 
     lines = [f"## {title}", ""] + [f"- {c.sentence}" for c in claims]
+    kept = _LOG.summary() if _LOG is not None else None
+    if kept:
+        lines += ["", f"*{kept}*"]
     display(Markdown("\n".join(lines)))

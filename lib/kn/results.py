@@ -11,6 +11,9 @@ API
     claims(runs, chapter) -> DataFrame [claim x run]: each run's verdict sentence for each claim of that chapter
     across_models(runs) -> DataFrame [claim x (run..., "verdict")]: holds for every run, for some, for none
     chapter_times(runs) -> DataFrame [run x chapter] seconds
+    environment_table(runs) -> DataFrame [run x (python, torch, transformers, commit, against the lock)]: what each
+        run was made with (environment.json); a run made under other versions than the lock, or whose chapters were
+        made under different ones, says so
     CHAPTER_SUMMARIES                                       {field of Run: its kn.summaries record}
 
 Nothing is recomputed: every number comes from a chapter's summary record (kn.summaries), and every sentence is the one
@@ -26,13 +29,14 @@ import numpy as np
 import pandas as pd
 
 from . import paper
+from .environment import lock_differences
 from .store import RunFolder
 from .summaries import (AmplificationSummary, AttributionSummary, ChoicesSummary, DataSummary, EditingSummary,
                         LandSummary, OverlapSummary)
 
 __all__ = ["find_runs", "Run", "load_runs", "data_table", "table4", "table2", "table6", "table7", "detectors_table",
            "table9", "table10", "erasing_table", "choices_table", "claims", "across_models", "chapter_times",
-           "CHAPTER_SUMMARIES"]
+           "environment_table", "CHAPTER_SUMMARIES"]
 
 CHAPTER_SUMMARIES = {"data": DataSummary, "attribution": AttributionSummary, "choices": ChoicesSummary,
                      "overlap": OverlapSummary, "land": LandSummary, "amplification": AmplificationSummary,
@@ -261,3 +265,29 @@ def chapter_times(runs: dict[str, RunFolder]) -> pd.DataFrame:
     if not table.empty:
         table["total"] = table.sum(axis=1)
     return table.astype(float) if not table.empty else table
+
+
+def environment_table(runs: dict[str, RunFolder]) -> pd.DataFrame:
+    """One row per run: the versions its chapters recorded and how they compare with the project's lock."""
+    rows = {}
+    for name, run in runs.items():
+        records = run.read_json("environment") if run.has("environment.json") else {}
+        if not records:
+            rows[name] = {"python": "–", "torch": "–", "transformers": "–", "commit": "–",
+                          "against the lock": "not recorded (made before versions were recorded)"}
+            continue
+        def seen(get):
+            return sorted({str(get(env)) for env in records.values()})
+        torch_v = seen(lambda e: e["packages"].get("torch"))
+        transformers_v = seen(lambda e: e["packages"].get("transformers"))
+        commits = seen(lambda e: (e["commit"] or "unknown")[:10] + (" (modified)" if e.get("dirty") else ""))
+        notes = sorted({line for env in records.values() for line in lock_differences(env)})
+        mixed = [what for what, values in (("torch", torch_v), ("transformers", transformers_v), ("commit", commits))
+                 if len(values) > 1]
+        verdict = "as locked" if not notes else "other versions: " + "; ".join(notes)
+        if mixed:
+            verdict += "; chapters made under different " + " and ".join(mixed)
+        rows[name] = {"python": ", ".join(seen(lambda e: e["python"])), "torch": ", ".join(torch_v),
+                      "transformers": ", ".join(transformers_v), "commit": ", ".join(commits),
+                      "against the lock": verdict}
+    return pd.DataFrame.from_dict(rows, orient="index")
