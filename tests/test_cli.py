@@ -167,8 +167,9 @@ def test_a_bug_in_chapter_1_of_a_new_run_leaves_nothing_but_the_kept_notebook(st
     with pytest.raises(runner.ChapterFailed) as failure:
         study.kn("run", str(study.params))
     nothing_left(study)
-    kept = Path(tempfile.gettempdir()) / "kn-failed" / "stub" / "01_data_adaptation.ipynb"
-    assert failure.value.notebook == kept and kept.is_file()
+    (folder,) = (Path(tempfile.gettempdir()) / "kn-failed").iterdir()  # one folder per failure, named by run and time
+    kept = folder / "01_data_adaptation.ipynb"
+    assert folder.name.startswith("stub-") and failure.value.notebook == kept and kept.is_file()
     assert f"kept at {kept}" in capsys.readouterr().out
     assert [p.name for p in Path(tempfile.gettempdir()).iterdir()] == ["kn-failed"]  # no staging folder left
 

@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         return error(str(err))
     except runner.ChapterFailed as err:
         if err.bad_input:  # raised inside the chapter's kernel, but the user's input is to blame
-            return error(f"{err.chapter}: {err.evalue}")
+            return error(f"{err.chapter}: {err.evalue}" + (f"; {err.keep_error}" if err.keep_error else ""))
         raise  # a bug: its traceback (and the kernel's) shows, exit status 1
     except KeyboardInterrupt:
         print("kn: interrupted", file=sys.stderr)

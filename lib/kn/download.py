@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
+from .atomic import atomic_write
 from .errors import BadInput
 
 __all__ = ["resolve_data_dir", "fetch", "verify", "PINNED_FILES", "PinnedFile", "DataFileError", "cache_dir"]
@@ -135,10 +136,8 @@ def _source_url(pinned: PinnedFile, base_url: str | None) -> str:
 
 
 def _download(pinned: PinnedFile, target: Path, base_url: str | None, timeout: float) -> None:
-    """Stream ``pinned`` into ``target`` through kn.store.atomic_write: a failed download or a checksum mismatch
+    """Stream ``pinned`` into ``target`` through kn.atomic.atomic_write: a failed download or a checksum mismatch
     leaves no partial file."""
-    from .store import atomic_write
-
     url = _source_url(pinned, base_url)
 
     def write(tmp: str) -> None:

@@ -4,8 +4,11 @@ API
     StudyParams                      frozen dataclass; every key a notebook's `parameters` cell may hold
     StudyParams.from_mapping(d)      reject unknown keys and bad values (ParameterError names the key)
     StudyParams.help(key) -> str     the one-line meaning of a key (the comment beside it in the notebooks)
+    StudyParams.check_device()       ParameterError when device names a CUDA device this machine lacks
     load_params(path)                a params/<model>.yaml file -> StudyParams
-    read_params_file(path) -> dict   the file's values, checked, as written (no defaults filled in)
+    read_params_file(path) -> dict   the file's values, checked, as written (no defaults filled in); a folder, an
+                                     empty file, a non-mapping, duplicate keys and non-UTF-8 text are refused
+    read_yaml(text, source)          YAML read safely with duplicate keys refused (ParameterError names source, line)
     resolve_notebook_params(ns) -> (StudyParams, dict of where each non-default value came from)
         defaults < params_file < values edited in the notebook's cell < overrides (the command line's -p)
     CHAPTER_KEYS                     {chapter: keys its parameters cell lists}
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from .errors import BadInput
+from .textio import read_text
 
 DEFAULT_PARAMS_FILE = "params/smollm2-135m.yaml"  # the book's default run; relative to the project root
 
@@ -132,7 +138,11 @@ class StudyParams:
 
         if not self.model:
             bad("model", "must name a model")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+        if self.seed < 0:
+            bad("seed", "must be 0 or more (the seeds of numpy and torch are non-negative)")
+        if self.relations is not None and not self.relations:
+            bad("relations", "must name at least one relation (or be null for all)")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             bad("device", "use auto, cpu, cuda or cuda:N")
         for key in ("dtype", "ig_dtype"):
             if getattr(self, key) not in ("float32", "bfloat16", "float16"):
@@ -170,8 +180,10 @@ class StudyParams:
                 bad(key, f"must lie in [store_threshold={self.store_threshold}, 1)")
         if any(not self.store_threshold <= t < 1.0 for t in self.threshold_sweep) or not self.threshold_sweep:
             bad("threshold_sweep", f"every t must lie in [store_threshold={self.store_threshold}, 1)")
-        if self.convergence_prompts < 0 or not self.convergence_steps or min(self.convergence_steps) < 1:
-            bad("convergence_steps", "needs m values >= 1 (and convergence_prompts >= 0)")
+        if self.convergence_prompts < 0:
+            bad("convergence_prompts", "must be 0 or more")
+        if not self.convergence_steps or min(self.convergence_steps) < 1:
+            bad("convergence_steps", "needs m values >= 1")
         if not 0 < self.convergence_tolerance < 0.1:
             bad("convergence_tolerance", "must lie in (0, 0.1)")
         if self.convergence_panels < 1:
@@ -230,6 +242,19 @@ class StudyParams:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def check_device(self) -> None:
+        """Refuse a CUDA device this machine does not have, before any model loads."""
+        if not self.device.startswith("cuda"):
+            return
+        import torch  # heavy: only when a CUDA device is asked for
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(self.device.split(":")[1]) if ":" in self.device else 0
+        if index >= count:
+            have = (f"{count} CUDA device(s)" if count else
+                    "no CUDA device" + (" (this torch is a CPU build)" if torch.version.cuda is None else ""))
+            raise ParameterError(f"parameter device={self.device!r}: this machine has {have}; use auto or cpu")
+
 
 def project_root() -> Path:
     """The checkout holding lib/kn (editable install), else the working directory."""
@@ -275,6 +300,8 @@ def _check_type(key: str, value, hint, source: str):
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail()
+        if not math.isfinite(value):  # YAML's .nan and .inf are floats, and no parameter means anything by them
+            raise ParameterError(f"{source}: parameter {key}={value!r} must be a finite number")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -287,15 +314,42 @@ def _name(hint) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ParameterError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice "
+                                     f"(first on line {seen[key]})")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str):
+    """YAML text read safely, duplicate keys refused; ParameterError names ``source`` and the line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except ParameterError as err:
+        raise ParameterError(f"{source}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ParameterError(f"{source}: not valid YAML: {' '.join(str(err).split())}") from err
+
+
 def read_params_file(path: str | Path) -> dict:
-    """The values a params file sets (checked: known keys, right types), without defaults."""
+    """The values a params file sets (checked: known keys, right types), without defaults. A folder, an empty file
+    or one that is not a mapping is refused: an empty file would silently start the full default study."""
     path = Path(path)
+    if path.is_dir():
+        raise ParameterError(f"params file {path} is a folder, not a YAML file")
     if not path.is_file():
         raise ParameterError(f"params file {path} does not exist")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ParameterError(f"{path}: not valid YAML: {err}") from err
+    values = read_yaml(read_text(path), str(path))
+    if values is None:
+        raise ParameterError(f"params file {path} is empty: give at least `model:` (params/smollm2-135m.yaml is the "
+                             "default run)")
     return _checked(values, str(path))
 
 
@@ -377,5 +431,5 @@ def parameters_cell(chapter: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["StudyParams", "ParameterError", "load_params", "read_params_file", "resolve_notebook_params",
+__all__ = ["StudyParams", "ParameterError", "load_params", "read_params_file", "read_yaml", "resolve_notebook_params",
            "project_root", "CHAPTER_KEYS", "parameters_cell", "DEFAULT_PARAMS_FILE"]

@@ -22,6 +22,7 @@ Every reading error names the file and the line (or key) at fault.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import zlib
@@ -33,6 +34,7 @@ import pandas as pd
 
 from .download import DataFileError, resolve_data_dir
 from .params import StudyParams, project_root
+from .textio import read_text
 
 __all__ = ["read_facts", "drop_repeated_facts", "read_templates", "is_y_final", "prompt_stem", "adapt_templates", "split_facts", "choose_relations", "sample_facts", "fact_ids", "prompt_id", "build_prompts", "add_answer_tokens", "load_adapted", "AdaptedData", "read_user_facts", "read_user_templates", "DataFileError"]
 
@@ -46,7 +48,7 @@ _TRAILING_DOT = re.compile(r"\s*\.\s*$")
 # --- reading -----------------------------------------------------------------
 def _json_lines(path: Path):
     """(where, record) of each non-blank line of a JSON-lines file; ``where`` names the file and line."""
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}: line {lineno}"
@@ -62,7 +64,7 @@ def read_facts(data_dir: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataFileError(f"fact file {path} is missing")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DataFileError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from err
     if not isinstance(raw, dict):
@@ -130,7 +132,7 @@ def prompt_stem(template: str, subject: str) -> str:
 def read_authored_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataFileError(f"template file {path} is missing")
-    with path.open(encoding="utf-8", newline="") as handle:
+    with io.StringIO(read_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         need = {"relation", "position", "template", "provenance"}
         if reader.fieldnames is None or not need <= set(reader.fieldnames):
@@ -388,7 +390,7 @@ def _read_records(path: Path, columns: tuple[str, ...]) -> list[tuple[str, dict]
                 raise DataFileError(f"{where}: expected an object with fields {list(columns)}")
             rows.append((where, record))
     elif path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
+        with io.StringIO(read_text(path), newline="") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
                 raise DataFileError(f"{path}: line 1: header must hold {list(columns)}, got {reader.fieldnames}")

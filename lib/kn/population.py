@@ -6,7 +6,8 @@ API
     REPORTED_RULES                                the rules chapter 1 counts facts for, beside the run's own
     known_facts(scored, rule) -> Series[fact_id -> bool]        scored: prompt rows with fact_id, rank_target
     rule_counts(scored, rules) -> DataFrame [relation x rule]   facts kept by each rule, per relation
-    run_population(data, params, score) -> Population           chapter 1's whole choice, before any attribution
+    run_population(data, params, score) -> Population           chapter 1's whole choice, before any attribution;
+        EmptyPopulation (a BadInput) when the known-facts rule leaves no relation
     score_rows(loaded, rows, *, batch_size, progress) -> rows + target_id and next-token scores
     shared_prompts(prompts) -> rows another relation repeats word for word, with split_mismatch
     split_table(facts, prompts), accuracy_table(prompts) -> chapter 1's tables
@@ -27,9 +28,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import pararel
+from .errors import EmptyPopulation
 from .params import StudyParams
+from .scoring import check_prompt_lengths, next_token_scores, tokenize_prompts
 
 __all__ = ["KnownRule", "REPORTED_RULES", "known_facts", "rule_counts", "run_population", "Population", "score_rows",
+           "EmptyPopulation",
            "shared_prompts", "split_table", "accuracy_table", "object_table"]
 
 
@@ -107,6 +111,12 @@ def run_population(data: pararel.AdaptedData, params: StudyParams,
     per_split = known.groupby(["relation", "split"]).size().unstack(fill_value=0).reindex(
         columns=["train", "test"], fill_value=0)
     usable = per_split[(per_split["train"] >= MIN_TRAIN_FACTS) & (per_split["test"] >= 1)].index
+    if len(usable) == 0:  # checked here, right after scoring, before any attribution
+        raise EmptyPopulation(
+            f"population: known keeps no relation: of {pool['relation'].nunique()} relation(s), none has "
+            f"{MIN_TRAIN_FACTS} known train facts and 1 known test fact ({len(known)} of {len(pool)} candidate facts "
+            f"known by the rule rank <= {params.known_max_rank} on >= {params.known_min_templates} templates); "
+            "loosen known_max_rank or known_min_templates, add candidate facts, or use population: all")
     dropped = sorted(set(known["relation"]) - set(usable) | set(pool["relation"]) - set(known["relation"]))
     sample = pararel.sample_facts(known, params, relations=list(usable))
     prompts = candidates[candidates["fact_id"].isin(set(pararel.fact_ids(sample)))]
@@ -117,11 +127,10 @@ def run_population(data: pararel.AdaptedData, params: StudyParams,
 def score_rows(loaded, rows: pd.DataFrame, *, batch_size: int = 32, progress: bool = False) -> pd.DataFrame:
     """Prompt rows with the answer's first token (target_id, answer_n_tokens) and the model's next-token scores
     (p_target, top1_id, p_top1, rank_target, correct = the answer's first token is top-1)."""
-    from .scoring import next_token_scores, tokenize_prompts
-
     rows = pararel.add_answer_tokens(rows, loaded.tokenizer).reset_index(drop=True)
-    scores = next_token_scores(loaded, tokenize_prompts(loaded.tokenizer, rows["prompt"]), rows["target_id"],
-                               batch_size=batch_size, progress=progress)
+    input_ids = tokenize_prompts(loaded.tokenizer, rows["prompt"])
+    check_prompt_lengths(loaded, input_ids, rows["prompt"])
+    scores = next_token_scores(loaded, input_ids, rows["target_id"], batch_size=batch_size, progress=progress)
     out = pd.concat([rows, scores], axis=1)
     out["correct"] = out["top1_id"] == out["target_id"]
     return out

@@ -4,6 +4,7 @@ API
     progress(total, desc, unit="it") -> Progress     a context manager: .update(n=1), .set_postfix(**kv), .close()
     track(iterable, total=None, desc="", unit="it")  yields the items of ``iterable``, counting them
     use_file(path)                                   a chapter's first cell: write progress to this file ("" = off)
+    notice(line)                                     one line where bars write (a damaged file set aside, ...)
     format_line(desc, n, total, elapsed, unit, postfix) -> str;  interval() -> seconds between lines;  clock(s)
     ENV_FILE, ENV_SECONDS                            the environment variables below
 
@@ -105,8 +106,23 @@ class _Lines:
             return False
 
 
+def _stderr():
+    """The stream bars write to: a chapter's kn.report.LibraryLog keeps library output off the page, but a bar of
+    ours belongs where the reader (or the terminal) sees it, so it writes to the stream the log replaced."""
+    return getattr(sys.stderr, "passthrough", sys.stderr)
+
+
 def _in_jupyter_kernel() -> bool:
-    return type(sys.stderr).__module__.startswith("ipykernel")
+    return type(_stderr()).__module__.startswith("ipykernel")
+
+
+def notice(line: str) -> None:
+    """One line where bars write (the runner's progress file, else stderr): something the user must see now."""
+    target = os.environ.get(ENV_FILE)
+    if target:
+        _Lines(path=target).write(line)
+    elif _stderr() is not None:
+        _Lines(stream=_stderr()).write(line)
 
 
 class Progress:
@@ -127,16 +143,17 @@ class Progress:
         self._last_time = self._started
         self._last_state = None  # (n, postfix) of the last line written
         target = os.environ.get(ENV_FILE)
+        stderr = _stderr()
         if target is not None:
             self._lines = _Lines(path=target) if target else None
-        elif sys.stderr is not None and (sys.stderr.isatty() or _in_jupyter_kernel()):
+        elif stderr is not None and (stderr.isatty() or _in_jupyter_kernel()):
             if _in_jupyter_kernel():
                 from tqdm.auto import tqdm
             else:
                 from tqdm import tqdm
-            self._bar = tqdm(total=self.total, desc=desc or None, unit=unit, file=sys.stderr, dynamic_ncols=True)
-        elif sys.stderr is not None:
-            self._lines = _Lines(stream=sys.stderr)
+            self._bar = tqdm(total=self.total, desc=desc or None, unit=unit, file=stderr, dynamic_ncols=True)
+        elif stderr is not None:
+            self._lines = _Lines(stream=stderr)
         self._emit()
 
     # --- writing ------------------------------------------------------------------------------------------------
@@ -211,4 +228,4 @@ def track(iterable: Iterable[T], total: int | None = None, desc: str = "", unit:
             bar.update()
 
 
-__all__ = ["Progress", "progress", "track", "use_file", "format_line", "interval", "clock", "ENV_FILE", "ENV_SECONDS"]
+__all__ = ["Progress", "progress", "track", "use_file", "notice", "format_line", "interval", "clock", "ENV_FILE", "ENV_SECONDS"]

@@ -68,9 +68,8 @@ class Chapter:
         """Write the chapter's summary record and the parameters it ran with (and where each came from)."""
         summary.write(self.run)
         self.run.record_params(self.params, self.name, self.origin)
-        environment = self.run.read_json("environment") if self.run.has("environment.json") else {}
-        environment[self.name] = current_environment()
-        self.run.write_json("environment", environment)
+        environment = current_environment()
+        self.run.update_json("environment", lambda records: {**(records or {}), self.name: environment})
 
 
 class LibraryLog:
@@ -110,6 +109,11 @@ class LibraryLog:
         self.warnings += 1
         where = f"{Path(filename).name}:{lineno}"  # a file name, not this machine's path
         self._append(f"{time.strftime('%H:%M:%S')} {category.__name__} ({where}): {message}\n")
+
+    @property
+    def passthrough(self):
+        """The stderr this log replaced: kn.progress writes our own bars there (they are not library output)."""
+        return self._saved[0] if self._saved else sys.__stderr__
 
     def install(self) -> "LibraryLog":
         handlers = _transformers_handlers()

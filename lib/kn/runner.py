@@ -33,6 +33,7 @@ While a chapter runs, the lines its bars write to progress_file are printed, pre
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -43,9 +44,12 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import BadInput, bad_input_names
-from .params import ParameterError, StudyParams, load_params, project_root
+from .atomic import atomic_write
+from .download import resolve_data_dir
+from .errors import BadInput, OutOfSpace, bad_input_names
+from .params import ParameterError, StudyParams, load_params, project_root, read_params_file
 from .progress import ENV_FILE, clock
+from .runlock import run_lock
 
 __all__ = ["CHAPTERS", "execute_chapters", "check_params", "parse_overrides", "select_chapters", "available_chapters", "execute_results", "build_book", "prune_book_runs", "prepare_book_root", "UnknownChapter", "ChapterFailed", "main"]
 
@@ -54,6 +58,7 @@ CHAPTERS = ("01_data_adaptation", "02_attribution", "02b_attribution_choices", "
 # Raised in a notebook's kernel and meaning "bad input", though (for now) not subclasses of kn.errors.BadInput.
 KERNEL_BAD_INPUT = frozenset({"UnknownModel", "UnsupportedArchitecture"})
 FAILED_FOLDER = "failed"
+STAGING_PREFIX = "kn-staging-"  # + PID: a folder whose process is gone is litter, removed by the next kn
 # The kernel's start-up log (e.g. ipykernel 7's "running over TCP without encryption") would reach the terminal's stderr,
 # between the command's own lines; a kernel that dies still fails the chapter (DeadKernelError).
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
@@ -66,10 +71,12 @@ class UnknownChapter(BadInput):
 class ChapterFailed(RuntimeError):
     """A chapter's notebook raised in its kernel; ``__cause__`` is papermill's PapermillExecutionError."""
 
-    def __init__(self, chapter: str, notebook: Path | None, ename: str, evalue: str):
+    def __init__(self, chapter: str, notebook: Path | None, ename: str, evalue: str, keep_error: str | None = None):
         self.chapter, self.notebook, self.ename, self.evalue = chapter, notebook, ename, evalue
+        self.keep_error = keep_error
         kept = f" (executed notebook kept at {_show(notebook)})" if notebook else ""
-        super().__init__(f"{chapter}: {ename}: {evalue}{kept}")
+        lost = f"; {keep_error}" if keep_error else ""
+        super().__init__(f"{chapter}: {ename}: {evalue}{kept}{lost}")
 
     @property
     def bad_input(self) -> bool:
@@ -127,18 +134,19 @@ def parse_overrides(pairs) -> dict:
 
 def check_params(params_file: str | Path, overrides: dict | None = None) -> StudyParams:
     """The params YAML with the overrides on top, validated like the YAML's own keys (ParameterError otherwise)."""
-    import yaml
-
     base = load_params(params_file)  # a missing or bad file, an unknown key or a bad value in the YAML
     if not overrides:
+        base.check_device()
         return base
     for key in overrides:
         if key not in StudyParams.keys():
             raise ParameterError(f"-p {key}: unknown parameter{_suggest(key)}")
-    values = yaml.safe_load(Path(params_file).read_text()) or {}
+    values = read_params_file(params_file)
     source = f"{params_file} with " + " ".join(f"-p {k} {v!r}" for k, v in overrides.items())
     try:
-        return StudyParams.from_mapping({**values, **overrides}, source=source)
+        params = StudyParams.from_mapping({**values, **overrides}, source=source)
+        params.check_device()
+        return params
     except ParameterError as err:
         if str(err).startswith(source):
             raise
@@ -225,12 +233,8 @@ def execute_chapters(params_file: str | Path, chapters=None, *, book_root: str |
     """Execute ``chapters`` (default: all) for ``params_file`` with ``overrides`` on top; see the module docstring.
 
     Returns {chapter: seconds} of the chapters executed. Raises a BadInput (ParameterError, UnknownChapter,
-    DataFileError) before any notebook starts, and ChapterFailed when a notebook raises (after keeping it)."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    from .download import resolve_data_dir
-
+    DataFileError, RunFolderBusy) before any notebook starts, ChapterFailed when a notebook raises (after keeping it),
+    and OutOfSpace when the run folder's disk filled up (the cause, and what was kept)."""
     overrides = dict(overrides or {})
     params = check_params(params_file, overrides)  # unknown keys and bad values stop here, before anything runs
     params_file = Path(params_file).absolute()
@@ -238,75 +242,130 @@ def execute_chapters(params_file: str | Path, chapters=None, *, book_root: str |
     available = available_chapters(notebooks_dir)
     selected = select_chapters(chapters, available)
     first = available[0] if available else None
-    if first in selected:
+    if first in selected and not params.facts_file:  # a run on the user's own facts never needs PARAREL
         resolve_data_dir(params.data_dir or None)  # missing data fails here, not inside a notebook
     root = (Path(book_root) if book_root else project_root()).absolute()
     run_dir = params.resolved_run_dir()
     book_dir = root / "book" / "runs" / run_dir.name
     fresh = not run_dir.exists() or not any(run_dir.iterdir())  # nothing there but what this invocation makes
     parent_made = not run_dir.parent.exists()
-    staging = Path(tempfile.mkdtemp(prefix="kn-staging-"))
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "kn"
+    with run_lock(run_dir, command):  # one writer per run folder: a second kn stops here with the holder's PID
+        _remove_stale_staging()
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-"))
+        try:
+            return _execute(selected, first, params, params_file, overrides, notebooks, root, run_dir, book_dir,
+                            fresh, parent_made, staging, progress)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _execute(selected, first, params, params_file, overrides, notebooks, root, run_dir, book_dir, fresh, parent_made,
+             staging, progress) -> dict[str, float]:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     shown = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
     done: dict[str, float] = {}
-    try:
-        for number, chapter in enumerate(selected, 1):
-            source = notebooks / f"{chapter}.ipynb"
-            staged = staging / f"{chapter}.ipynb"
-            progress_file = staging / f"{chapter}.progress" if progress else None
-            parameters = {"params_file": str(params_file), "overrides": overrides,
-                          "progress_file": str(progress_file) if progress_file else ""}
-            if not _takes_params_file(source):  # an old-style chapter: its parameters one by one
-                import yaml
-
-                parameters = {**(yaml.safe_load(params_file.read_text()) or {}), **overrides,
-                              "run_dir": str(run_dir)}
-            prefix = f"[{chapter}]"
-            _say(f"{prefix} started ({number}/{len(selected)}): {params.model}, {_show(params_file)}"
-                 + (f", overrides {shown}" if shown else ""))
-            tail = _Tail(progress_file, prefix) if progress_file else None
-            previous = os.environ.get(ENV_FILE)
-            os.environ[ENV_FILE] = str(progress_file) if progress_file else ""  # the kernel inherits it
-            started = time.perf_counter()
+    for number, chapter in enumerate(selected, 1):
+        source = notebooks / f"{chapter}.ipynb"
+        staged = staging / f"{chapter}.ipynb"
+        progress_file = staging / f"{chapter}.progress" if progress else None
+        parameters = {"params_file": str(params_file), "overrides": overrides,
+                      "progress_file": str(progress_file) if progress_file else ""}
+        if not _takes_params_file(source):  # an old-style chapter: its parameters one by one
+            parameters = {**read_params_file(params_file), **overrides, "run_dir": str(run_dir)}
+        prefix = f"[{chapter}]"
+        _say(f"{prefix} started ({number}/{len(selected)}): {params.model}, {_show(params_file)}"
+             + (f", overrides {shown}" if shown else ""))
+        tail = _Tail(progress_file, prefix) if progress_file else None
+        previous = os.environ.get(ENV_FILE)
+        os.environ[ENV_FILE] = str(progress_file) if progress_file else ""  # the kernel inherits it
+        started = time.perf_counter()
+        if tail:
+            tail.start()
+        try:
+            papermill.execute_notebook(str(source), str(staged), parameters=parameters, cwd=str(source.parent),
+                                       progress_bar=False, log_output=False, kernel_name="python3",
+                                       extra_arguments=KERNEL_ARGUMENTS)
+        except BaseException as err:
             if tail:
-                tail.start()
-            try:
-                papermill.execute_notebook(str(source), str(staged), parameters=parameters, cwd=str(source.parent),
-                                           progress_bar=False, log_output=False, kernel_name="python3",
-                                           extra_arguments=KERNEL_ARGUMENTS)
-            except BaseException as err:
-                if tail:
-                    tail.stop()
-                spent = clock(time.perf_counter() - started)
-                remove_run = fresh and first not in done
-                kept = _keep_failed(staged, run_dir, remove_run)
-                if remove_run:
-                    _remove_run_folder(run_dir, parent_made)
-                what = err.ename if isinstance(err, PapermillExecutionError) else type(err).__name__
-                verb = ("interrupted" if isinstance(err, KeyboardInterrupt) else
-                        "stopped" if isinstance(err, SystemExit) else "failed")
-                _say(f"{prefix} {verb} after {spent} ({what})"
-                     + (f"; the executed notebook is kept at {_show(kept)}" if kept else ""))
-                if isinstance(err, PapermillExecutionError):
-                    raise ChapterFailed(chapter, kept, err.ename, err.evalue) from err
-                raise
-            finally:
-                if tail:
-                    tail.stop()
-                if previous is None:
-                    os.environ.pop(ENV_FILE, None)
-                else:
-                    os.environ[ENV_FILE] = previous
-            seconds = round(time.perf_counter() - started, 1)
+                tail.stop()
+            spent = clock(time.perf_counter() - started)
+            remove_run = fresh and first not in done
+            kept, keep_error = _keep_failed(staged, run_dir, remove_run)
+            if remove_run:
+                _remove_run_folder(run_dir, parent_made)
+            what = err.ename if isinstance(err, PapermillExecutionError) else type(err).__name__
+            verb = ("interrupted" if isinstance(err, KeyboardInterrupt) else
+                    "stopped" if isinstance(err, SystemExit) else "failed")
+            _say(f"{prefix} {verb} after {spent} ({what})"
+                 + (f"; the executed notebook is kept at {_show(kept)}" if kept else "")
+                 + (f"; {keep_error}" if keep_error else ""))
+            if isinstance(err, PapermillExecutionError):
+                if _no_space(err.ename, err.evalue):
+                    raise OutOfSpace(_out_of_space(chapter, run_dir, remove_run, keep_error)) from err
+                raise ChapterFailed(chapter, kept, err.ename, err.evalue, keep_error) from err
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                raise OutOfSpace(_out_of_space(chapter, run_dir, remove_run, keep_error)) from err
+            raise
+        finally:
+            if tail:
+                tail.stop()
+            if previous is None:
+                os.environ.pop(ENV_FILE, None)
+            else:
+                os.environ[ENV_FILE] = previous
+        seconds = round(time.perf_counter() - started, 1)
+        try:
             _record(run_dir, chapter, seconds, overrides)
             _publish(staged, book_dir / f"{chapter}.ipynb", root=root, model=params.model,
                      replace={str(params_file): _portable(params_file, root), str(run_dir): _portable(run_dir, root),
                               **({str(progress_file): ""} if progress_file else {}),
                               str(source): _portable(source, root)})
-            done[chapter] = seconds
-            _say(f"{prefix} done in {clock(seconds)}; page {_show(book_dir / f'{chapter}.ipynb')}")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise OutOfSpace(f"no space left on {_mount_of(book_dir)}: {chapter} completed, but its page could "
+                                 "not be published; its results in the run folder are kept") from err
+            raise
+        done[chapter] = seconds
+        _say(f"{prefix} done in {clock(seconds)}; page {_show(book_dir / f'{chapter}.ipynb')}")
     return done
+
+
+def _no_space(ename: str, evalue: str) -> bool:
+    return ename in ("OSError", "IOError") and ("Errno 28" in evalue or "No space left" in evalue)
+
+
+def _mount_of(path: Path) -> str:
+    """The mount point holding ``path`` (the file system that filled up)."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return str(path)
+
+
+def _out_of_space(chapter: str, run_dir: Path, run_removed: bool, keep_error: str | None) -> str:
+    kept = ("nothing (the run folder was new and is removed)" if run_removed else
+            f"everything written before it ({_show(run_dir)}: earlier chapters, and chapter 2's scores up to the last "
+            "complete part); the same command resumes once there is space")
+    return f"no space left on {_mount_of(run_dir)}: {chapter} stopped; kept: {kept}"
+
+
+def _remove_stale_staging() -> None:
+    """Staging folders of kn processes that died without cleaning up (a SIGKILL): named by their PID."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{STAGING_PREFIX}*"):
+        match = re.match(rf"{re.escape(STAGING_PREFIX)}(\d+)-", folder.name)
+        if not match or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            continue
 
 
 def _record(run_dir: Path, chapter: str, seconds: float, overrides: dict) -> None:
@@ -314,26 +373,40 @@ def _record(run_dir: Path, chapter: str, seconds: float, overrides: dict) -> Non
     from .store import RunFolder
 
     run = RunFolder(run_dir)
-    timings = run.read_json("timings") if run.has("timings.json") else {}
-    timings[chapter] = seconds
-    run.write_json("timings", timings)
-    recorded = run.read_json("overrides") if run.has("overrides.json") else {}
-    recorded[chapter] = overrides
-    run.write_json("overrides", recorded)
+    run.update_json("timings", lambda timings: {**(timings or {}), chapter: seconds})
+    run.update_json("overrides", lambda recorded: {**(recorded or {}), chapter: overrides})
     failed = run.path / FAILED_FOLDER
     (failed / f"{chapter}.ipynb").unlink(missing_ok=True)
     if failed.is_dir() and not any(failed.iterdir()):
         failed.rmdir()
 
 
-def _keep_failed(staged: Path, run_dir: Path, run_goes: bool) -> Path | None:
+def _keep_failed(staged: Path, run_dir: Path, run_goes: bool) -> tuple[Path | None, str | None]:
+    """Keep the failed chapter's executed notebook: (where, None), or (None, why not). Never raises, so the chapter's
+    own error is the one reported; the copy is atomic, so a full disk leaves no truncated notebook."""
     if not staged.is_file():
-        return None
-    folder = Path(tempfile.gettempdir()) / "kn-failed" / run_dir.name if run_goes else run_dir / FAILED_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+        return None, None
+    if run_goes:  # a new run's folder goes: keep it in the temporary folder, one folder per failure
+        folder = Path(tempfile.gettempdir()) / "kn-failed"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix=f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}-", dir=folder))
+        except OSError as err:
+            return None, f"the executed notebook could not be kept ({_why(err, folder)})"
+    else:
+        folder = run_dir / FAILED_FOLDER
     target = folder / staged.name
-    shutil.move(str(staged), target)
-    return target
+    try:
+        atomic_write(target, lambda tmp: shutil.copyfile(staged, tmp))
+    except OSError as err:
+        return None, f"the executed notebook could not be kept ({_why(err, folder)})"
+    return target, None
+
+
+def _why(err: OSError, folder: Path) -> str:
+    if err.errno == errno.ENOSPC:
+        return f"no space left on {_mount_of(folder)}"
+    return f"{type(err).__name__}: {err.strerror or err}"
 
 
 def _remove_run_folder(run_dir: Path, parent_made: bool) -> None:

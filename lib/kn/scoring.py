@@ -2,6 +2,9 @@
 
 API
     tokenize_prompts(tokenizer, prompts) -> list of [seq] LongTensors
+    context_size(loaded) -> int | None        the model's positions (max_position_embeddings / n_positions)
+    check_prompt_lengths(loaded, input_ids, prompts)   PromptTooLong (a BadInput) naming the first prompt whose tokens
+                                              do not fit the model's context
     length_batches(input_ids, batch_size) -> iterator of index lists, shortest prompts first
     pad_right(input_ids, rows) -> (ids [b, w], mask [b, w], last [b])   right padding: real tokens never see pads
     next_token_scores(loaded, input_ids, target_ids, *, batch_size=32, progress=False) -> DataFrame
@@ -16,14 +19,39 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .errors import PromptTooLong
 from .progress import track
 
-__all__ = ["tokenize_prompts", "length_batches", "pad_right", "next_token_scores"]
+__all__ = ["tokenize_prompts", "length_batches", "pad_right", "next_token_scores", "context_size",
+           "check_prompt_lengths", "PromptTooLong"]
 
 
 def tokenize_prompts(tokenizer, prompts) -> list[torch.Tensor]:
     """Each prompt as the tokenizer encodes it by default (with a BOS token where the model adds one)."""
     return [torch.tensor(ids, dtype=torch.long) for ids in tokenizer(list(prompts))["input_ids"]]
+
+
+def context_size(loaded) -> int | None:
+    """How many positions the model takes (None where its config does not say)."""
+    config = loaded.model.config
+    config = getattr(config, "text_config", None) or config
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_prompt_lengths(loaded, input_ids: Sequence[torch.Tensor], prompts: Sequence[str]) -> None:
+    """Refuse prompts longer than the model's context (past it, positions wrap or index errors follow)."""
+    limit = context_size(loaded)
+    if limit is None:
+        return
+    for ids, prompt in zip(input_ids, prompts):
+        if ids.numel() > limit:
+            shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+            raise PromptTooLong(f"a prompt of {ids.numel()} tokens is longer than the model's context of {limit} "
+                                f"positions: {shown!r}; shorten the fact's subject or template")
 
 
 def pad_right(input_ids: Sequence[torch.Tensor], rows: Sequence[int]):

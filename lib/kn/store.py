@@ -5,13 +5,14 @@ API
     .write_table(name, df) / .read_table(name, chapter=...)        parquet, written atomically
     .write_json(name, obj) / .read_json(name, chapter=...)
     .record_params(params, chapter)       params.json: later chapters refuse a run made with other data settings
+    .update_json(name, update, default=None)   read-modify-write of a shared JSON record under its own lock
     .check_params(params)
     AttributionStore(folder, ...)         sparse IG scores in atomic parts: resumable, shardable
         .coarse_sets_by_prompt(prompts, t) -> {prompt_id: frozenset}   rows named by prompt_id, scores by key
         .compute_log() -> [stats of each compute() call that scored prompts]   how fast the stored scores were made
     merge_attribution_stores(sources, target)
     attribute(loaded, input_ids, target_ids, *, steps, rule, dtype, neuron, batch_prompts) -> IGResult  (the run's rule)
-    atomic_write(path, write) / atomic_write_bytes(path, data)   the one atomic file write
+    atomic_write(path, write) / atomic_write_bytes(path, data)   the one atomic file write (from kn.atomic)
     MissingArtifact;  RUN_DEFINING_KEYS (what chapter 1 fixes for a run)
 """
 
@@ -19,13 +20,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
+from .atomic import atomic_write, atomic_write_bytes
 from .errors import BadInput
 from .params import ParameterError, StudyParams
+from .progress import notice
+from .runlock import locked_update
 
 __all__ = ["RunFolder", "AttributionStore", "merge_attribution_stores", "atomic_write", "atomic_write_bytes",
            "MissingArtifact", "RUN_DEFINING_KEYS", "attribute"]
@@ -35,36 +39,11 @@ RUN_DEFINING_KEYS = ("model", "seed", "facts_file", "templates_file", "templates
                      "relations", "n_relations", "train_facts_per_relation", "test_facts_per_relation", "population",
                      "known_max_rank", "known_min_templates", "candidate_facts_per_relation", "data_dir")
 FIRST_CHAPTER = "01_data_adaptation"
+DAMAGED_FOLDER = "damaged"  # inside the store: parts that could not be read, kept for inspection
 
 
 class MissingArtifact(BadInput, FileNotFoundError):
     pass
-
-
-def atomic_write(path: Path, write) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file in ``path``'s folder, then rename it to ``path``: readers never see
-    half a file, and an interrupted write leaves the previous file (or none) and no temporary file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    def write(tmp):
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    return atomic_write(path, write)
 
 
 class RunFolder:
@@ -101,16 +80,24 @@ class RunFolder:
     def has(self, name: str) -> bool:
         return (self.path / name).exists()
 
+    def update_json(self, name: str, update, default=None):
+        """Read-modify-write of <name>.json under a lock of its own (kn.runlock.locked_update): several processes of
+        one run (shard jobs, a chapter) never lose each other's entries."""
+        return locked_update(self.path / f"{name}.json", update, default)
+
     def record_params(self, params: StudyParams, chapter: str, origin: dict | None = None) -> None:
         """Chapter 1 records the run-defining parameters (re-running it redefines the run); every chapter records
         the full set it ran with and, in ``origin``, where each non-default value came from (params file, notebook
         cell, override)."""
-        existing = self.read_json("params") if self.has("params.json") else {}
-        if chapter == FIRST_CHAPTER or "run" not in existing:
-            existing["run"] = {k: params.as_dict()[k] for k in RUN_DEFINING_KEYS}
-        existing.setdefault("chapters", {})[chapter] = params.as_dict()
-        existing.setdefault("origin", {})[chapter] = dict(origin or {})
-        self.write_json("params", existing)
+        def update(existing):
+            existing = existing or {}
+            if chapter == FIRST_CHAPTER or "run" not in existing:
+                existing["run"] = {k: params.as_dict()[k] for k in RUN_DEFINING_KEYS}
+            existing.setdefault("chapters", {})[chapter] = params.as_dict()
+            existing.setdefault("origin", {})[chapter] = dict(origin or {})
+            return existing
+
+        self.update_json("params", update)
 
     def check_params(self, params: StudyParams) -> None:
         """Refuse to add to a run folder whose data settings differ from ``params``."""
@@ -141,6 +128,7 @@ class AttributionStore:
     def __init__(self, folder: str | Path, *, identity: str, steps: int, rule: str, dtype: str, threshold: float,
                  n_layers: int, n_neurons: int, neuron: str = "ffn_out_input"):
         self.folder = Path(folder)
+        self.damaged: list[Path] = []  # parts set aside by this object's reads
         self.manifest = {"model_identity": identity, "steps": steps, "rule": rule, "dtype": dtype,
                          "threshold": threshold, "n_layers": n_layers, "n_neurons": n_neurons, "neuron": neuron}
         path = self.folder / "manifest.json"
@@ -186,12 +174,27 @@ class AttributionStore:
     def parts(self) -> list[Path]:
         return sorted(self.folder.glob("part-*.parquet"))
 
+    def _read_part(self, part: Path, columns) -> pd.DataFrame | None:
+        """One part, or None when it is damaged (truncated, not parquet): it is then moved to damaged/, named in one
+        line on stderr, and its prompts count as not computed (chapter 2 recomputes them; chapter 3 says so)."""
+        try:
+            return pd.read_parquet(part, columns=columns)
+        except (pa.ArrowException, OSError, ValueError) as err:
+            aside = self.folder / DAMAGED_FOLDER / part.name
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(part, aside)
+            self.damaged.append(aside)
+            reason = " ".join(str(err).split())[:120]
+            notice(f"damaged attribution part {part.name} ({reason}) moved to "
+                   f"{self.folder.name}/{DAMAGED_FOLDER}/; its prompts will be recomputed by chapter 2")
+            return None
+
     def read(self, columns=None) -> pd.DataFrame:
-        """Every stored row (one per key), parts in name order."""
-        parts = self.parts()
-        if not parts:
+        """Every stored row (one per key), parts in name order; damaged parts are set aside (see _read_part)."""
+        tables = [t for t in (self._read_part(p, columns) for p in self.parts()) if t is not None]
+        if not tables:
             return pd.DataFrame(columns=list(columns or self.PART_COLUMNS))
-        table = pd.concat([pd.read_parquet(p, columns=columns) for p in parts], ignore_index=True)
+        table = pd.concat(tables, ignore_index=True)
         return table.drop_duplicates("key", keep="first").reset_index(drop=True) if "key" in table else table
 
     def coarse_sets(self, t: float, table: pd.DataFrame | None = None) -> dict[str, frozenset]:
@@ -215,10 +218,14 @@ class AttributionStore:
         MissingArtifact naming how many rows have no stored scores (chapter 2 not finished, or another shard's)."""
         by_key = self.coarse_sets(t, table)
         keys = self.keys_for(prompts)
-        missing = sum(k not in by_key for k in keys)
-        if missing:
-            raise MissingArtifact(f"{missing} of {len(keys)} prompts have no stored scores in {self.folder}: "
-                                  "finish chapter 2 (02_attribution) for this run first")
+        absent = [pid for pid, k in zip(prompts["prompt_id"], keys) if k not in by_key]
+        if absent:
+            shown = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
+            damaged = (f" ({len(self.damaged)} damaged part(s) were moved to {DAMAGED_FOLDER}/)" if self.damaged
+                       else "")
+            raise MissingArtifact(f"{len(absent)} of {len(keys)} prompts have no stored scores in "
+                                  f"{self.folder.name}/{damaged}: {shown}; complete them with "
+                                  "`kn chapter <params file> 02` (only the missing prompts are computed)")
         return {pid: by_key[k] for pid, k in zip(prompts["prompt_id"], keys)}
 
     def completeness(self, table: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -232,6 +239,7 @@ class AttributionStore:
                              "mean_abs_gap": np.abs(sums - delta).mean(0)}).rename_axis("layer")
 
     def done_keys(self) -> set[str]:
+        """Keys of the stored rows (a truncated part fails at its footer here, and is set aside before resuming)."""
         return set(self.read(columns=["key"])["key"]) if self.parts() else set()
 
     def _write_part(self, rows: list[dict], shard_index: int, shard_count: int) -> Path:
@@ -300,8 +308,7 @@ class AttributionStore:
 
     def _log_compute(self, stats: dict, shard_index: int, shard_count: int) -> None:
         name = f"compute-s{shard_index:03d}of{shard_count:03d}.json"
-        log = json.loads((self.folder / name).read_text()) if (self.folder / name).is_file() else []
-        atomic_write_bytes(self.folder / name, json.dumps(log + [stats], indent=2).encode())
+        locked_update(self.folder / name, lambda log: (log or []) + [stats], [])
 
     def compute_log(self) -> list[dict]:
         """Every compute() call that scored prompts (all shards): computed, seconds, seconds_per_prompt, threads,
