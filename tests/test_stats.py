@@ -58,3 +58,72 @@ def test_relative_change_is_a_geometric_mean_that_one_blow_up_cannot_own():
     assert change.mean == pytest.approx(np.exp(np.mean(np.log(after / before))) - 1)
     assert change.mean < 1e6 < np.mean(after / before - 1)  # the arithmetic mean would report the blow-up
     assert _relative_change(before / before - 1, n_boot=200, seed=0).format("{:+.0%}") == "+0% [+0%, +0%]"
+
+
+# --------------------------------------------------------------------------- clusters, rates, paired tests, families
+from kn.stats import (cluster_bootstrap_mean, cluster_paired_difference, holm, mcnemar_exact, power_mcnemar_n,  # noqa: E402
+                      power_mean_n, rate, rate_from_counts)
+
+
+def test_the_cluster_interval_is_wider_when_relations_differ():
+    rng = np.random.default_rng(1)
+    relation = np.repeat(np.arange(9), 3)  # 9 relations x 3 facts, as the default run's test facts
+    values = rng.normal(0, 0.1, relation.size) + rng.normal(0, 1.0, 9)[relation]  # a strong relation effect
+    facts = bootstrap_mean(values, n_boot=2000, seed=0)
+    clustered = cluster_bootstrap_mean(values, relation, n_boot=2000, seed=0)
+    assert clustered.mean == pytest.approx(values.mean()) and clustered.n == 27
+    assert (clustered.hi - clustered.lo) > 1.4 * (facts.hi - facts.lo)
+    # one fact per relation: the two-stage bootstrap is the plain one (same spread within Monte-Carlo error)
+    single = cluster_bootstrap_mean(values[::3], relation[::3], n_boot=4000, seed=0)
+    plain = bootstrap_mean(values[::3], n_boot=4000, seed=0)
+    assert abs((single.hi - single.lo) - (plain.hi - plain.lo)) < 0.15 * (plain.hi - plain.lo)
+    paired = cluster_paired_difference(values + 1.0, values, relation, n_boot=200, seed=0)
+    assert (paired.mean, paired.lo, paired.hi) == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_exact_and_wilson_rates_against_scipy_and_by_hand():
+    from scipy.stats import binomtest
+
+    zero = rate_from_counts(0, 27)
+    assert zero.lo == 0.0 and zero.hi == pytest.approx(1 - 0.025 ** (1 / 27))  # Clopper-Pearson's 0-of-n bound by hand
+    assert zero.hi == pytest.approx(0.1277, abs=1e-4) and zero.hi > 0
+    full = rate_from_counts(27, 27)
+    assert full.hi == 1.0 and full.lo == pytest.approx(0.025 ** (1 / 27)) and full.lo < 1
+    six = rate([True] * 6 + [False] * 21, method="wilson")
+    ci = binomtest(6, 27).proportion_ci(method="wilson")
+    assert (six.k, six.n, six.lo, six.hi) == (6, 27, pytest.approx(ci.low), pytest.approx(ci.high))
+    z, p = 1.959963984540054, 6 / 27  # Wilson's interval by hand
+    centre = (p + z * z / 54) / (1 + z * z / 27)
+    half = z * np.sqrt(p * (1 - p) / 27 + z * z / (4 * 27 * 27)) / (1 + z * z / 27)
+    assert (six.lo, six.hi) == (pytest.approx(centre - half), pytest.approx(centre + half))
+    assert str(zero) == "0% [0%, 13%] (0/27)"
+    assert rate([1.0, np.nan, 0.0]).n == 2
+
+
+def test_mcnemar_exact_is_the_sign_test_on_discordant_pairs():
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    a = [1, 1, 1, 1, 0, 0, 1, 0]
+    b = [0, 0, 0, 0, 0, 0, 1, 0]
+    result = mcnemar_exact(a, b)
+    assert (result.a_only, result.b_only, result.n) == (4, 0, 8)
+    assert result.p_value == pytest.approx(2 * 0.5 ** 4)  # 0.125 by hand: 4 one-sided discordant pairs
+    table = [[1, 4], [0, 3]]
+    assert result.p_value == pytest.approx(mcnemar(table, exact=True).pvalue)
+    assert mcnemar_exact([0, 1], [0, 1]).p_value == 1.0
+
+
+def test_holm_against_statsmodels_and_by_hand():
+    p = [0.01, 0.04, 0.03, np.nan]
+    adjusted = holm(p)
+    # by hand: sorted 0.01, 0.03, 0.04 times 3, 2, 1, made monotone: 0.03, 0.06, 0.06
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(adjusted[3])
+
+
+def test_power_needs_more_units_for_smaller_effects():
+    from statsmodels.stats.power import TTestPower
+
+    assert power_mean_n(0.05, 0.3) == pytest.approx(TTestPower().solve_power(0.05 / 0.3, alpha=0.05, power=0.8))
+    assert power_mean_n(0.05, 0.3) > power_mean_n(0.10, 0.3)
+    n = power_mcnemar_n(0.15, 0.10)
+    assert 700 < n < 900 and power_mcnemar_n(0.2, 0.05) < n and power_mcnemar_n(0.1, 0.1) == float("inf")
