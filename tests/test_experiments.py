@@ -30,9 +30,9 @@ def test_design_holds_out_one_template_and_pairs_unrelated_facts():
     design = design_conditions(prompts, seed=3)
     assert sorted(design["fact_id"]) == ["P1:a", "P1:b", "P2:d", "P2:e"]  # test facts only
     for row in design.itertuples():
-        assert row.ident_position != row.held_out_position
+        assert row.held_out_positions == [row.held_out_positions[0]] and row.ident_position not in row.held_out_positions
         assert row.same_prompt == f"{row.fact_id}#{row.ident_position}"
-        assert row.related_prompt == f"{row.fact_id}#{row.held_out_position}"
+        assert row.related_prompt == f"{row.fact_id}#{row.held_out_positions[0]}"
         assert row.unrelated_fact.split(":")[0] != row.relation  # other_relation by default
     same = design_conditions(prompts, seed=3, unrelated="same_relation")
     assert dict(zip(same["fact_id"], same["unrelated_fact"])) == {"P1:a": "P1:b", "P1:b": "P1:a", "P2:d": "P2:e",
@@ -40,6 +40,48 @@ def test_design_holds_out_one_template_and_pairs_unrelated_facts():
     assert design.equals(design_conditions(prompts.sample(frac=1, random_state=0), seed=3))
     with pytest.raises(ValueError, match="unrelated="):
         design_conditions(prompts, unrelated="nearby")
+
+
+def test_several_related_templates_and_typed_unrelated_partners_that_never_answer_t_prime():
+    prompts = _prompts()
+    rows = []
+    for relation, facts in (("P3", ["f", "g"]), ("P4", ["h"])):  # P3 answers like P1 (a shared object); P4 does not
+        for n, fact in enumerate(facts):
+            for position in range(4):
+                rows.append({"relation": relation, "fact_id": f"{relation}:{fact}", "object": f"obj-{fact}",
+                             "subject": f"subj-{fact}", "target_id": 200 + n, "split": "test",
+                             "template_position": position, "prompt_id": f"{relation}:{fact}#{position}"})
+    prompts = pd.concat([prompts, pd.DataFrame(rows)], ignore_index=True)
+    objects = pd.DataFrame({"relation": ["P1", "P1", "P2", "P2", "P3", "P3", "P4", "P4"],
+                            "object": ["obj-a", "shared", "obj-d", "Lima", "shared", "obj-f", "obj-h", "Kyiv"],
+                            "target_id": [100, 7, 100, 9, 7, 200, 200, 8]})
+    design = design_conditions(prompts, seed=1, related_templates=2, unrelated_partners=2, objects=objects)
+    for row in design.itertuples():
+        assert len(row.related_prompts) == 2 and len(set(row.held_out_positions) | {row.ident_position}) == 3
+        assert all(p.startswith(row.fact_id + "#") and p != row.same_prompt for p in row.related_prompts)
+        assert len(row.unrelated_prompts) == len(row.unrelated_facts) <= 2
+        answers = dict(zip(prompts["fact_id"], prompts["target_id"]))
+        for partner in row.unrelated_facts:
+            assert answers[partner] != row.new_target_id  # the partner's own answer is never t'
+        if row.relation in ("P1", "P3"):  # P1 and P3 share an object: never each other's partners
+            assert not any(f.split(":")[0] in ("P1", "P3") for f in row.unrelated_facts)
+    assert design["unrelated_typed"].all()
+
+
+def test_matched_size_sets_keep_the_top_k_by_attribution():
+    from kn.experiments import matched_size_sets, top_k_by_score
+
+    assert top_k_by_score(frozenset({1, 2, 3, 4}), {1: 0.1, 2: 0.9, 3: 0.5}, 2) == frozenset({2, 3})
+    assert top_k_by_score(frozenset({8}), {}, 5) == frozenset({8})  # fewer than k: all of them
+    prompts = _prompts()
+    design = design_conditions(prompts, seed=0)
+    sets = {"baseline": {f: frozenset(range(10)) for f in design["fact_id"]},
+            "land": {f: frozenset({3}) for f in design["fact_id"]}}
+    scores = {p: {n: float(n) for n in range(10)} for p in design["same_prompt"]}
+    matched = matched_size_sets(design, sets, scores, [1, 5])
+    assert set(matched) == {1, 5} and set(matched[5]) == {"baseline", "land"}
+    assert all(s == frozenset({5, 6, 7, 8, 9}) for s in matched[5]["baseline"].values())
+    assert all(s == frozenset({9}) for s in matched[1]["baseline"].values())
 
 
 def test_kn_refined_never_sees_the_held_out_prompt():
@@ -54,7 +96,7 @@ def test_kn_refined_never_sees_the_held_out_prompt():
     for row in design.itertuples():
         refined = sets["kn_refined"][row.fact_id]
         assert 99 not in refined and 1 in refined
-        assert refined == frozenset({1} | {50 + p for p in range(4) if p != row.held_out_position})
+        assert refined == frozenset({1} | {50 + p for p in range(4) if p not in row.held_out_positions})
         assert sets["baseline"][row.fact_id] == coarse[row.same_prompt]
 
 
@@ -120,14 +162,14 @@ def setup():
     prompts = _prompts()
     prompts["prompt"] = [f"prompt {p}" for p in prompts["prompt_id"]]
     prompts["answer"] = " x"
-    design = design_conditions(prompts, seed=0)
+    objects = pd.DataFrame({"relation": ["P1", "P1", "P2", "P2"], "object": ["x", "y", "z", "w"],
+                            "target_id": [3, 4, 5, 6]})
+    design = design_conditions(prompts, seed=0, objects=objects)
     rng = np.random.default_rng(0)
     input_ids = {p: torch.tensor(rng.integers(1, 128, size=3 + i % 3)) for i, p in enumerate(prompts["prompt_id"])}
     coarse = {p: frozenset({1, 17}) for p in prompts["prompt_id"]}
     sets = method_sets(design, prompts, {"baseline": coarse}, refine_sets=coarse,
                        p_by_relation={"P1": 0.5, "P2": 0.5}, n_layers=2, n_neurons=16, seed=0)
-    objects = pd.DataFrame({"relation": ["P1", "P1", "P2", "P2"], "object": ["x", "y", "z", "w"],
-                            "target_id": [3, 4, 5, 6]})
     return experiments.InterventionSetup(prompts.set_index("prompt_id", drop=False), design, sets, input_ids,
                                          {"P1": 0.5, "P2": 0.5}, 2, 16, {"P1": [frozenset({1, 17})],
                                                                          "P2": [frozenset({2})]}, objects, loaded)
@@ -165,7 +207,11 @@ def test_update_and_erasing_undo_every_edit(setup):
     params = StudyParams(ppl_statements=3, erase_top_k=2)
     edits = experiments.fact_update_experiment(setup, params)
     assert weights_checksum(setup.loaded.model) == before
-    assert set(edits["method"]) == {"Before", "Baseline", "Random (Baseline)", "KN-refined", "Random (KN-refined)"}
+    assert set(edits["method"]) == {"Before", "Baseline", "Random (Baseline)", "KN-refined", "Random (KN-refined)",
+                                    "Baseline, scaled λ", "KN-refined, scaled λ"}  # Dai's rule beside the paper's
+    variants = edits[~edits["variant"].isin(["paper", "before"])]
+    assert set(variants["variant"]) == {"scaled λ"} and variants["ppl_within"].isna().all()
+    assert all(len(o) == 1 for o in edits["outcomes_Related"]) and edits["success_Same"].isin([0.0, 1.0]).all()
     first = edits[edits["method"] == "Before"]
     assert (first["ppl_within_relative"] == 0).all() and (first["ppl_within_change"] == 0).all()
     erasing = experiments.relation_erasing_experiment(setup, params)

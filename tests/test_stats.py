@@ -127,3 +127,14 @@ def test_power_needs_more_units_for_smaller_effects():
     assert power_mean_n(0.05, 0.3) > power_mean_n(0.10, 0.3)
     n = power_mcnemar_n(0.15, 0.10)
     assert 700 < n < 900 and power_mcnemar_n(0.2, 0.05) < n and power_mcnemar_n(0.1, 0.1) == float("inf")
+
+
+def test_the_cluster_bootstrap_p_value():
+    from kn.stats import cluster_bootstrap_p
+
+    relation = np.repeat(np.arange(9), 3)
+    strong = np.random.default_rng(0).normal(1.0, 0.2, 27)
+    assert cluster_bootstrap_p(strong, relation, n_boot=999) == pytest.approx(2 / 1000)  # no resample crosses 0
+    noise = np.random.default_rng(0).normal(0.0, 1.0, 27)
+    assert cluster_bootstrap_p(noise, relation, n_boot=999) > 0.2
+    assert cluster_bootstrap_p(np.zeros(5), np.arange(5)) == 1.0

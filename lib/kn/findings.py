@@ -9,6 +9,14 @@ API
     attribution_summary(params, stats, store, table, prompts, threads, batch_prompts, seconds) -> AttributionSummary
     overlap_summary(...) -> OverlapSummary;  land_summary(...) -> LandSummary
     amplification_summary(...) -> AmplificationSummary;  editing_summary(...) -> EditingSummary
+    primary_pairs() -> [(A, B)]   the declared family of chapters 5 and 6 (per condition): LAND vs KN-refined, LAND vs
+        Baseline, each of Baseline, KN-refined and LAND vs its random control; Holm-corrected within each chapter
+    log_ratio_contrasts(results, *, n_boot, seed) -> DataFrame   chapter 5's family on log(P_after / P_before)
+    table9_readings(amplify) -> DataFrame      the paper's Table 9 read as ratios and as percents, beside ours
+    edit_rates(edits, variant="paper") -> {method: {condition: Rate}}   exact rates over every probe outcome
+    edit_contrasts(edits, *, n_boot, seed) -> DataFrame        chapter 6's family: McNemar exact, Holm, intervals
+    specificity_table(edits, *, n_boot, seed) -> DataFrame     Same minus Unrelated success (net of Before), paired
+    power_rows(contrasts, chapter) -> [dict]   test facts needed for the paper's effect at 80% power
     choices_summary(...) -> ChoicesSummary
     interval_table(frame, columns, *, n_boot, seed) -> {column: Interval}   means over facts (rows)
 """
@@ -22,7 +30,10 @@ import pandas as pd
 
 from . import paper
 from .population import known_facts, shared_prompts
-from .stats import Interval, bootstrap_mean, compare, paired_difference, reaches
+from .experiments import (CONDITIONS, METHODS, PRIMARY, change_rate_table, method_names, paired_comparisons, per_fact,
+                          random_name)
+from .stats import (Interval, bootstrap_mean, cluster_bootstrap_mean, cluster_bootstrap_p, cluster_paired_difference,
+                    compare, holm, mcnemar_exact, paired_difference, power_mcnemar_n, power_mean_n, rate, reaches)
 from .summaries import (AmplificationSummary, AttributionSummary, ChoicesSummary, Claim, DataSummary, EditingSummary,
                         LandSummary, OverlapSummary)
 
@@ -412,8 +423,6 @@ def reaches_claim(name: str, interval: Interval, threshold: float, *, what: str,
 
 
 def _method_pairs() -> list[tuple[str, str]]:
-    from .experiments import METHODS, random_name
-
     land = METHODS["land"]
     return ([(land, METHODS["kn_refined"]), (land, METHODS["baseline"]), (land, METHODS["relation_prior"]),
              (land, METHODS["nearest_neighbour"])] + [(name, random_name(key)) for key, name in METHODS.items()])
@@ -427,8 +436,6 @@ def medians(table: pd.DataFrame) -> pd.DataFrame:
 def change_rate_comparisons(results: pd.DataFrame, action: str, *, n_boot: int, seed: int) -> pd.DataFrame:
     """Paired differences of change rate over facts, per condition: LAND against the other methods, and every method
     against its random control (kn.experiments.paired_comparisons)."""
-    from .experiments import paired_comparisons
-
     part = results[results["action"] == action]
     return paired_comparisons(part, "change_rate", _method_pairs(), n_boot=n_boot, seed=seed)
 
@@ -439,76 +446,60 @@ def per_relation_change(results: pd.DataFrame, methods) -> pd.DataFrame:
     return same.groupby(["action", "relation", "method"])["change_rate"].mean().unstack()[list(methods)]
 
 
-def _claims_from(comparisons: pd.DataFrame, keep) -> list[Claim]:
-    out = []
-    for row in comparisons.itertuples():
-        if (row.condition, row.A, row.B) in keep:
-            out.append(Claim(f"{row.condition}: {row.A} vs {row.B}", row.sentence, row.difference, _holds(row.difference)))
-    return out
-
-
 def amplification_summary(params, setup, results: pd.DataFrame, seconds: float) -> AmplificationSummary:
-    from .experiments import METHODS, change_rate_table, random_name
-
     n_boot, seed = params.bootstrap_samples, params.seed
     tables = {a: change_rate_table(results, a, n_boot=n_boot, seed=seed) for a in ("amplify", "suppress")}
-    comparisons = change_rate_comparisons(results, "amplify", n_boot=n_boot, seed=seed)
+    contrasts = log_ratio_contrasts(results, n_boot=n_boot, seed=seed)
+    claims = [Claim(f"{r.condition}: {r.A} vs {r.B}", r.sentence, r.difference, r.holds, PRIMARY_FAMILY_5, r.p,
+                    r.p_holm) for r in contrasts.itertuples()]
     land = METHODS["land"]
-    keep = {("Related", land, METHODS["kn_refined"]), ("Related", land, METHODS["baseline"]),
-            ("Related", land, METHODS["relation_prior"])}
-    keep |= {("Same", METHODS[k], random_name(k)) for k in ("baseline", "kn_refined", "land")}
-    claims = _claims_from(comparisons, keep)
     suppress = tables["suppress"]
     claims.append(Claim("suppression", "Suppressing on the Same prompt changes P(answer) by "
                         + ", ".join(f"{m} {suppress.loc[m, 'Same'].format('{:.0%}')}" for m in
                                     (METHODS["baseline"], METHODS["kn_refined"], land, random_name("land")))
                         + f" (Dai et al., BERT: {paper.DAI_SUPPRESS_AMPLIFY['suppress']:.0%}).", None, None))
     as_dict = {a: {m: dict(row) for m, row in t.to_dict("index").items()} for a, t in tables.items()}
+    log_ratio = {m: dict(row) for m, row in log_ratio_table(results, n_boot=n_boot, seed=seed).to_dict("index").items()}
+    probes = results.groupby(["condition", "fact_id"])["prompt_id"].nunique().groupby("condition").max()
     return AmplificationSummary(facts=len(setup.design), set_sizes=setup.set_sizes().to_dict(),
                                 amplify=as_dict["amplify"], suppress=as_dict["suppress"], claims=claims,
-                                seconds=seconds)
-
+                                seconds=seconds, log_ratio=log_ratio, power=power_rows(contrasts, "05", results),
+                                probes={c: int(probes[c]) for c in CONDITIONS})
 
 
 def rate_means(edits: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """[method x condition] plain means of ``prefix``_<condition> (for a bar chart), methods in table order."""
-    from .experiments import CONDITIONS
-
     table = edits.groupby("method")[[f"{prefix}_{c}" for c in CONDITIONS]].mean()
     table.columns = list(CONDITIONS)
     return table.loc[_edit_order(table.index)]
 
 
 def _edit_order(present) -> list[str]:
-    from .experiments import method_names
-
     return [m for m in ["Before"] + method_names() if m in set(present)]
 
 
 def rate_table(edits: pd.DataFrame, prefix: str, *, n_boot: int, seed: int) -> pd.DataFrame:
-    """[method x condition] of Intervals: the share of facts with ``prefix``_<condition> true, bootstrapped over facts."""
-    from .experiments import CONDITIONS
-
-    rows = {m: {c: bootstrap_mean(g[f"{prefix}_{c}"].astype(float), n_boot=n_boot, seed=seed) for c in CONDITIONS}
-            for m, g in edits.groupby("method")}
+    """[method x condition] of Intervals: the mean over facts of each fact's share of probes with ``prefix``_<condition>
+    true, resampled by relation, then fact (kn.stats.cluster_bootstrap_mean)."""
+    rows = {m: {c: cluster_bootstrap_mean(g[f"{prefix}_{c}"].astype(float), g["relation"], n_boot=n_boot, seed=seed)
+                for c in CONDITIONS} for m, g in edits.groupby("method")}
     return pd.DataFrame.from_dict(rows, orient="index").loc[_edit_order(rows)]
 
 
 def success_comparisons(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
     """Paired differences of success over facts, per condition (LAND against the others, each method against its
     random control); on Unrelated a positive difference means more leakage."""
-    from .experiments import CONDITIONS, paired_comparisons
-
-    long = pd.concat([edits[["fact_id", "method"]].assign(condition=c, success=edits[f"success_{c}"].astype(float))
+    long = pd.concat([edits[["fact_id", "method", "relation"]].assign(condition=c,
+                                                                       success=edits[f"success_{c}"].astype(float))
                       for c in CONDITIONS], ignore_index=True)
     return paired_comparisons(long, "success", _method_pairs(), n_boot=n_boot, seed=seed, fmt="{:.0%}")
 
 
-def _relative_change(relative, *, n_boot: int, seed: int) -> Interval:
+def _relative_change(relative, relations, *, n_boot: int, seed: int) -> Interval:
     """The typical relative change over facts (``relative`` [fact] = after / before - 1), as a geometric mean:
     exp(mean log ratio) - 1, with the bootstrap interval of the mean log ratio carried through. An edit can multiply
     one statement group's perplexity by 10^20, and an arithmetic mean of ratios would report that one fact."""
-    i = bootstrap_mean(np.log1p(np.asarray(relative, float)), n_boot=n_boot, seed=seed)
+    i = cluster_bootstrap_mean(np.log1p(np.asarray(relative, float)), np.asarray(relations), n_boot=n_boot, seed=seed)
     return Interval(float(np.expm1(i.mean)), float(np.expm1(i.lo)), float(np.expm1(i.hi)), i.n,
                     float(np.expm1(i.median)))
 
@@ -522,8 +513,9 @@ def update_table(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame
     relative = {"perplexity within, relative": "ppl_within_relative",
                 "perplexity across, relative": "ppl_across_relative"}
     edited = edits[edits["method"] != "Before"]
-    rows = {m: {name: bootstrap_mean(g[col].astype(float), n_boot=n_boot, seed=seed) for name, col in means.items()}
-            | {name: _relative_change(g[col], n_boot=n_boot, seed=seed) for name, col in relative.items()}
+    rows = {m: {name: cluster_bootstrap_mean(g[col].astype(float), g["relation"], n_boot=n_boot, seed=seed)
+                for name, col in means.items()}
+            | {name: _relative_change(g[col], g["relation"], n_boot=n_boot, seed=seed) for name, col in relative.items()}
             for m, g in edited.groupby("method")}
     order = ["change rate", "success rate", "perplexity within, change", "perplexity within, relative",
              "perplexity across, change", "perplexity across, relative"]
@@ -531,17 +523,21 @@ def update_table(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame
 
 
 def editing_summary(params, setup, edits: pd.DataFrame, erasing: pd.DataFrame, seconds: float) -> EditingSummary:
-    from .experiments import METHODS, random_name
-
     n_boot, seed = params.bootstrap_samples, params.seed
     success = rate_table(edits, "success", n_boot=n_boot, seed=seed)
     update = update_table(edits, n_boot=n_boot, seed=seed)
-    comparisons = success_comparisons(edits, n_boot=n_boot, seed=seed)
+    contrasts = edit_contrasts(edits, n_boot=n_boot, seed=seed)
     land = METHODS["land"]
-    keep = {("Related", land, METHODS["kn_refined"]), ("Related", land, METHODS["baseline"]),
-            ("Unrelated", land, METHODS["kn_refined"])}
-    keep |= {("Same", METHODS[k], random_name(k)) for k in ("baseline", "kn_refined", "land")}
-    claims = _claims_from(comparisons, keep)
+    claims = [Claim(f"{r.condition}: {r.A} vs {r.B}", r.sentence, r.difference, r.holds, PRIMARY_FAMILY_6, r.p,
+                    r.p_holm) for r in contrasts.itertuples()]
+    specificity = specificity_table(edits, n_boot=n_boot, seed=seed)
+    for method in (METHODS[k] for k in PRIMARY):
+        if method in specificity.index:
+            interval = specificity.loc[method, "Same minus Unrelated (net)"]
+            claims.append(Claim(f"{method}'s edit is specific",
+                                f"{method}: success on the Same prompt minus success on Unrelated prompts (net of "
+                                f"Before) is {interval.format('{:+.0%}')}: {specificity.loc[method, 'verdict']}.",
+                                interval, _holds(interval)))
     refined = erasing[erasing["erased"] == "refined neurons"].set_index("relation")
     control = erasing[erasing["erased"] != "refined neurons"].set_index("relation").loc[refined.index]
     specific = paired_difference(refined["change_erased_relation"] - refined["change_other_relations"],
@@ -560,13 +556,186 @@ def editing_summary(params, setup, edits: pd.DataFrame, erasing: pd.DataFrame, s
                         + ", ".join(f"{m} {ppl[m].format('{:+.0%}')}" for m in (METHODS["baseline"],
                                                                                METHODS["kn_refined"], land))
                         + " (relative; geometric mean over facts).", None, None))
+    variants = sorted(v for v in edits["variant"].unique() if v not in ("paper", "before"))
+    probes = {c: int(max(len(o) for o in edits[f"outcomes_{c}"])) for c in CONDITIONS}
     return EditingSummary(
+        rates=edit_rates(edits), contrasts=[{k: v for k, v in r.items() if k != "sentence"}
+                                            for r in contrasts.to_dict("records")],
+        specificity=specificity["Same minus Unrelated (net)"].to_dict(),
+        variants={v: edit_rates(edits, v) for v in variants}, power=power_rows(contrasts, "06"), probes=probes,
         facts=len(setup.design), success={m: dict(r) for m, r in success.to_dict("index").items()},
         changed_same=update["change rate"].to_dict(), ppl_within_relative=ppl.to_dict(),
         ppl_across_relative=update["perplexity across, relative"].to_dict(),
         ppl_within_change=update["perplexity within, change"].to_dict(),
         ppl_across_change=update["perplexity across, change"].to_dict(),
         erasing=erasing.to_dict("records"), claims=claims, seconds=seconds)
+
+
+# --------------------------------------------------------------------------- chapters 5 and 6: the primary family
+
+PRIMARY_FAMILY_5 = "chapter 5: amplification, log change of P(answer)"
+PRIMARY_FAMILY_6 = "chapter 6: edit success"
+
+
+def primary_pairs() -> list[tuple[str, str]]:
+    land = METHODS["land"]
+    return [(land, METHODS["kn_refined"]), (land, METHODS["baseline"])] + [(METHODS[k], random_name(k)) for k in PRIMARY]
+
+
+def _verdict(a: str, b: str, difference: Interval, p_holm: float, fmt: str) -> tuple[bool | None, str]:
+    """holds (the difference is positive, Holm-significant), and the words for it."""
+    if math.isnan(difference.mean):
+        return None, f"{a} and {b} cannot be compared here"
+    if not p_holm < 0.05:
+        return None, f"{a} and {b} are not distinguishable here (difference {difference.format(fmt)})"
+    if difference.mean > 0:
+        return True, f"{a} exceeds {b} by {difference.format(fmt)}"
+    flipped = Interval(-difference.mean, -difference.hi, -difference.lo, difference.n)
+    return False, f"{a} falls below {b} by {flipped.format(fmt)}"
+
+
+def log_ratio_contrasts(results: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Chapter 5's primary family on the amplification: per condition and pair, the paired difference of the facts'
+    mean log(P_after / P_before) (resampled by relation, then fact) and its cluster-bootstrap p, Holm-corrected over
+    the family. A log ratio is not carried by the few facts whose P was tiny before, as a mean change rate is."""
+    part = per_fact(results[(results["action"] == "amplify") & np.isfinite(results["log_ratio"])], "log_ratio")
+    rows = []
+    for condition in CONDITIONS:
+        wide = part[part["condition"] == condition].pivot_table(index="fact_id", columns="method", values="log_ratio")
+        relation_of = dict(zip(part["fact_id"], part["relation"]))
+        clusters = np.array([relation_of[f] for f in wide.index])
+        for a, b in primary_pairs():
+            if a not in wide or b not in wide:
+                continue
+            diff = wide[a].to_numpy(float) - wide[b].to_numpy(float)
+            interval = cluster_bootstrap_mean(diff, clusters, n_boot=n_boot, seed=seed)
+            rows.append({"condition": condition, "A": a, "B": b, "difference": interval,
+                         "p": cluster_bootstrap_p(diff, clusters, n_boot=n_boot, seed=seed)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_holm"] = holm(table["p"].to_numpy())
+    words = [_verdict(r.A, r.B, r.difference, r.p_holm, "{:+.2f}") for r in table.itertuples()]
+    table["holds"] = [w[0] for w in words]
+    table["sentence"] = [f"{r.condition}: {w[1]} in log(P after / P before) (bootstrap p = {r.p:.3g}, Holm "
+                         f"{r.p_holm:.3g}, n = {r.difference.n} facts)." for r, w in zip(table.itertuples(), words)]
+    return table
+
+
+def log_ratio_table(results: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """[method x condition] mean log(P_after / P_before) of the amplification over facts, cluster intervals."""
+    part = per_fact(results[(results["action"] == "amplify") & np.isfinite(results["log_ratio"])], "log_ratio")
+    rows = {}
+    for (method, condition), g in part.groupby(["method", "condition"]):
+        rows.setdefault(method, {})[condition] = cluster_bootstrap_mean(g["log_ratio"].to_numpy(), g["relation"].to_numpy(),
+                                                                        n_boot=n_boot, seed=seed)
+    return pd.DataFrame.from_dict(rows, orient="index").loc[[m for m in method_names() if m in rows], list(CONDITIONS)]
+
+
+def table9_readings(amplify: dict) -> pd.DataFrame:
+    """The paper's Table 9 under both readings of its unit: as ratios (2.48 = +248%) and as percents (2.48 = +2.48%),
+    beside our mean change rate (a ratio), for the three methods and conditions."""
+    rows = []
+    for model, part in paper.LAND_TABLE9.groupby("model", sort=False):
+        for r in part.itertuples():
+            rows.append({"source": f"LAND, {model}, read as ratios", "method": r.method,
+                         **{c: getattr(r, c) for c in CONDITIONS}})
+            rows.append({"source": f"LAND, {model}, read as percents", "method": r.method,
+                         **{c: getattr(r, c) / 100 for c in CONDITIONS}})
+    for method in (METHODS["baseline"], METHODS["kn_refined"], METHODS["land"]):
+        if method in amplify:
+            rows.append({"source": "ours (a ratio)", "method": method,
+                         **{c: amplify[method][c].mean for c in CONDITIONS}})
+    return pd.DataFrame(rows).set_index(["source", "method"])
+
+
+def _outcomes(edits: pd.DataFrame, method: str, condition: str) -> dict:
+    part = edits[edits["method"] == method]
+    return dict(zip(part["fact_id"], (list(o) for o in part[f"outcomes_{condition}"])))
+
+
+def edit_rates(edits: pd.DataFrame, variant: str = "paper") -> dict:
+    """{method: {condition: Rate}}: the share of probe outcomes whose top-1 became t', with its exact (Clopper-Pearson)
+    interval, for the papers' sets (and Before) or one variant ("top 5", "scaled λ")."""
+    part = edits[edits["variant"].isin(["paper", "before"] if variant == "paper" else [variant])]
+    return {m: {c: rate([x for o in g[f"outcomes_{c}"] for x in o]) for c in CONDITIONS}
+            for m, g in part.groupby("method", sort=False)}
+
+
+def edit_contrasts(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Chapter 6's primary family: per condition and pair, McNemar's exact test on the paired probe outcomes (the
+    discordant counts shown), the cluster interval of the per-fact difference in success, Holm over the family. On
+    Unrelated a positive difference means the edit leaked more."""
+    relation_of = dict(zip(edits["fact_id"], edits["relation"]))
+    rows = []
+    for condition in CONDITIONS:
+        for a, b in primary_pairs():
+            out_a, out_b = _outcomes(edits, a, condition), _outcomes(edits, b, condition)
+            facts = [f for f in out_a if f in out_b]
+            if not facts:
+                continue
+            test = mcnemar_exact([x for f in facts for x in out_a[f]], [x for f in facts for x in out_b[f]])
+            diff = [np.mean(out_a[f]) - np.mean(out_b[f]) for f in facts]
+            interval = cluster_bootstrap_mean(diff, [relation_of[f] for f in facts], n_boot=n_boot, seed=seed)
+            rows.append({"condition": condition, "A": a, "B": b, "a_only": test.a_only, "b_only": test.b_only,
+                         "n": test.n, "p": test.p_value, "difference": interval})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_holm"] = holm(table["p"].to_numpy())
+    words = [_verdict(r.A, r.B, r.difference, r.p_holm, "{:+.0%}") for r in table.itertuples()]
+    table["holds"] = [w[0] for w in words]
+    table["sentence"] = [f"{r.condition}: {w[1]} in edit success ({r.a_only} vs {r.b_only} discordant of {r.n} "
+                         f"prompts, McNemar exact p = {r.p:.3g}, Holm {r.p_holm:.3g})."
+                         + (" On Unrelated prompts more success means more leakage." if r.condition == "Unrelated"
+                            else "") for r, w in zip(table.itertuples(), words)]
+    return table
+
+
+def specificity_table(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Per method: success on the Same prompt minus success on the Unrelated prompts net of Before (the partner's
+    top-1 was t' already), paired over facts and resampled by relation: an edit is specific when this is positive."""
+    before = edits[edits["method"] == "Before"].set_index("fact_id")["success_Unrelated"]
+    rows = {}
+    for method in [METHODS[k] for k in PRIMARY] + [random_name(k) for k in PRIMARY]:
+        g = edits[edits["method"] == method]
+        if g.empty:
+            continue
+        leak = g["success_Unrelated"].to_numpy(float) - g["fact_id"].map(before).to_numpy(float)
+        interval = cluster_paired_difference(g["success_Same"].to_numpy(float), leak, g["relation"].to_numpy(),
+                                             n_boot=n_boot, seed=seed)
+        specific = interval.lo > 0
+        rows[method] = {"Same minus Unrelated (net)": interval,
+                        "verdict": "specific" if specific else ("leaks as much as it edits" if interval.hi < 0 else
+                                                               "not distinguishable here")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def power_rows(contrasts: pd.DataFrame, chapter: str, results: pd.DataFrame | None = None) -> list[dict]:
+    """For LAND vs KN-refined and LAND vs Baseline on Same and Related: the paper's effect (GPT-2, the first of its
+    models), and the test facts needed to detect it at 80% power (two-sided 5%) given the variance measured here:
+    McNemar's discordance for edit success (chapter 6), the SD of the per-fact change-rate difference (chapter 5)."""
+    reference = paper.LAND_TABLE10 if chapter == "06" else paper.LAND_TABLE9
+    gpt2 = reference[reference["model"] == "GPT-2"].set_index("method")
+    rows = []
+    for r in contrasts.itertuples():
+        if r.condition == "Unrelated" or r.B not in (METHODS["kn_refined"], METHODS["baseline"]):
+            continue
+        effect = float(gpt2.loc[r.A, r.condition] - gpt2.loc[r.B, r.condition])
+        if chapter == "06":
+            per_fact_probes = r.n / max(r.difference.n, 1)
+            s = (r.a_only + r.b_only) / r.n if r.n else float("nan")
+            s = max(s, abs(effect))  # the discordance measured here, at least what the paper's effect needs
+            needed_facts = power_mcnemar_n((s + effect) / 2, (s - effect) / 2) / per_fact_probes
+        else:
+            part = per_fact(results[results["action"] == "amplify"], "change_rate")
+            wide = part[part["condition"] == r.condition].pivot_table(index="fact_id", columns="method",
+                                                                      values="change_rate")
+            sd = float(np.nanstd(wide[r.A] - wide[r.B], ddof=1))
+            needed_facts = power_mean_n(effect, sd)
+        rows.append({"claim": f"{r.condition}: {r.A} vs {r.B}", "paper effect (GPT-2)": effect,
+                     "test facts needed (80% power)": needed_facts, "test facts here": r.difference.n})
+    return rows
 
 
 # --------------------------------------------------------------------------- chapter 2b

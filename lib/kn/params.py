@@ -100,7 +100,7 @@ class StudyParams:
     land_rank: int = _p(64, "R, the rank of the detector per layer")
     land_epochs: int = _p(3, "training epochs (the paper: 3)")
     land_batch_size: int = _p(8, "batch size (the paper: 8)")
-    land_lr: float = _p(1e-4, "learning rate of Adam (the paper: 1e-4)")
+    land_lr: float = _p(1e-4, "learning rate (the paper: 1e-4; it names no optimiser, we use Adam)")
     land_threshold: float | None = _p(None, "P, on the count scale of the targets; null: chosen on validation facts")
     land_threshold_grid: list[float] = _p((0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0), "P values tried on validation facts",
                                           factory=True)
@@ -111,6 +111,10 @@ class StudyParams:
                                                factory=True)
     # --- amplification and editing (chapters 5, 6) ------------------------------
     unrelated_pairing: str = _p("other_relation", "Unrelated tests on a fact of: other_relation | same_relation | any")
+    related_templates: int = _p(3, "held-out templates per test fact that test Related (no method sees them)")
+    unrelated_partners: int = _p(3, "other test facts per fact that test Unrelated (answers of another type, never t')")
+    edit_matched_sizes: list[int] = _p((5,), "k of the matched-size edits (each method's top-k neurons by attribution), "
+                                             "beside k = LAND's mean size", factory=True)
     amplify_factor: float = _p(2.0, "activations x this to amplify")
     suppress_factor: float = _p(0.0, "activations x this to suppress")
     bootstrap_samples: int = _p(1000, "bootstrap resamples of every interval")
@@ -213,6 +217,12 @@ class StudyParams:
             bad("learning_curve_fractions", "every share must lie in (0, 1]")
         if self.unrelated_pairing not in ("other_relation", "same_relation", "any"):
             bad("unrelated_pairing", "use other_relation, same_relation or any")
+        if not 1 <= self.related_templates < self.templates_per_relation:
+            bad("related_templates", f"must lie in 1..templates_per_relation-1={self.templates_per_relation - 1}")
+        if self.unrelated_partners < 1:
+            bad("unrelated_partners", "must be at least 1")
+        if not self.edit_matched_sizes or min(self.edit_matched_sizes) < 1:
+            bad("edit_matched_sizes", "needs sizes >= 1")
         if self.amplify_factor < 0 or self.suppress_factor < 0:
             bad("amplify_factor", "factors must be >= 0")
         if self.ppl_statements < 1 or self.erase_top_k < 1:
@@ -405,10 +415,12 @@ CHAPTER_KEYS: dict[str, tuple[str, ...]] = {
     "04_land": _RUN_KEYS + ("coarse_threshold", "land_rank", "land_epochs", "land_batch_size", "land_lr",
                             "land_threshold", "land_threshold_grid", "land_validation_fraction", "land_min_set_size",
                             "land_counterexamples", "learning_curve_fractions", "example_fact", "bootstrap_samples"),
-    "05_amplification": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "unrelated_pairing", "amplify_factor",
-                                     "suppress_factor", "bootstrap_samples", "eval_batch_size"),
-    "06_editing": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "unrelated_pairing", "edit_lambda1",
-                               "edit_lambda2", "edit_scaled", "ppl_statements", "erase_top_k", "bootstrap_samples",
+    "05_amplification": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "unrelated_pairing", "related_templates",
+                                     "unrelated_partners", "amplify_factor", "suppress_factor", "bootstrap_samples",
+                                     "eval_batch_size"),
+    "06_editing": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "unrelated_pairing", "related_templates",
+                               "unrelated_partners", "edit_lambda1", "edit_lambda2", "edit_scaled",
+                               "edit_matched_sizes", "ppl_statements", "erase_top_k", "bootstrap_samples",
                                "eval_batch_size"),
 }
 

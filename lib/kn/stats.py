@@ -10,6 +10,7 @@ API
     cluster_bootstrap_mean(values [n], clusters [n], *, n_boot, seed, level) -> Interval
         two-stage bootstrap: resample clusters (relations), then units (facts) within each drawn cluster
     cluster_paired_difference(a [n], b [n], clusters [n], *, n_boot, seed, level) -> Interval
+    cluster_bootstrap_p(values [n], clusters [n], *, n_boot, seed) -> float   two-sided p of "the mean is 0"
     compare(name_a, name_b, interval, *, unit="", fmt="{:.2f}") -> str
         "A exceeds B by 0.31 [0.12, 0.50]" or "A and B are not distinguishable here (difference ...)"
     reaches(name, interval, threshold, *, what, source) -> str      a claim's threshold, quoted from its source
@@ -38,7 +39,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
 __all__ = ["Interval", "bootstrap_mean", "paired_difference", "cluster_bootstrap_mean", "cluster_paired_difference",
-           "compare", "reaches", "Rate", "rate", "rate_from_counts", "McNemar", "mcnemar_exact", "holm",
+           "cluster_bootstrap_p", "compare", "reaches", "Rate", "rate", "rate_from_counts", "McNemar", "mcnemar_exact", "holm",
            "power_mcnemar_n", "power_mean_n"]
 
 
@@ -134,6 +135,14 @@ def cluster_bootstrap_mean(values, clusters, *, n_boot: int = 1000, seed: int = 
     median = float(np.median(v))
     if np.all(v == v[0]):
         return Interval(float(v[0]), float(v[0]), float(v[0]), int(v.size), median)
+    means = _cluster_means(v, c, n_boot, seed)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)])
+    return Interval(float(v.mean()), float(lo), float(hi), int(v.size), median)
+
+
+def _cluster_means(v: np.ndarray, c: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Means of n_boot two-stage resamples: clusters with replacement, then units within each drawn cluster."""
     groups = [v[c == label] for label in dict.fromkeys(c.tolist())]
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot, dtype=np.float64)
@@ -145,9 +154,23 @@ def cluster_bootstrap_mean(values, clusters, *, n_boot: int = 1000, seed: int = 
             total += units[rng.integers(0, units.size, size=units.size)].sum()
             count += units.size
         means[b] = total / count
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)])
-    return Interval(float(v.mean()), float(lo), float(hi), int(v.size), median)
+    return means
+
+
+def cluster_bootstrap_p(values, clusters, *, n_boot: int = 1000, seed: int = 0) -> float:
+    """Two-sided bootstrap p-value of "the mean is 0": twice the smaller share of two-stage resampled means on either
+    side of 0, with the (count + 1) / (n_boot + 1) correction, so it is never 0; 1 for a constant 0."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    c = np.asarray(clusters).reshape(-1)
+    keep = ~np.isnan(v)
+    v, c = v[keep], c[keep]
+    if v.size == 0 or np.all(v == 0):
+        return 1.0
+    if np.all(v == v[0]):
+        return 1.0 / (n_boot + 1)
+    means = _cluster_means(v, c, n_boot, seed)
+    below, above = int((means <= 0).sum()), int((means >= 0).sum())
+    return float(min(1.0, 2 * (min(below, above) + 1) / (n_boot + 1)))
 
 
 def cluster_paired_difference(a, b, clusters, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:

@@ -21,7 +21,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from .stats import Interval
+from .stats import Interval, Rate
 
 __all__ = ["Claim", "DataSummary", "AttributionSummary", "ChoicesSummary", "OverlapSummary", "LandSummary",
            "AmplificationSummary", "EditingSummary", "SUMMARIES"]
@@ -33,6 +33,9 @@ class Claim:
     sentence: str  # the verdict, with its interval
     interval: Interval | None = None
     holds: bool | None = None  # None: not distinguishable here
+    family: str = ""  # a declared family of primary contrasts (Holm-corrected within it); "" exploratory
+    p_value: float | None = None  # the test's p (McNemar exact, or the cluster bootstrap's)
+    p_holm: float | None = None  # Holm-adjusted within the family; a primary claim holds only when this is < 0.05
 
 
 def _encode(value):
@@ -205,6 +208,9 @@ class AmplificationSummary(_Summary):
     suppress: dict[str, dict[str, Interval]]
     claims: list[Claim]
     seconds: float
+    log_ratio: dict[str, dict[str, Interval]] = dataclasses.field(default_factory=dict)  # mean log(P_after/P_before)
+    power: list[dict] = dataclasses.field(default_factory=list)  # per primary claim: the paper's effect, n needed
+    probes: dict[str, int] = dataclasses.field(default_factory=dict)  # probes per fact and condition
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,12 @@ class EditingSummary(_Summary):
     erasing: list[dict]
     claims: list[Claim]
     seconds: float
+    rates: dict[str, dict[str, Rate]] = dataclasses.field(default_factory=dict)  # exact, over every probe outcome
+    contrasts: list[dict] = dataclasses.field(default_factory=list)  # the primary family: McNemar, Holm
+    specificity: dict[str, Interval] = dataclasses.field(default_factory=dict)  # Same minus Unrelated (net of Before)
+    variants: dict[str, dict[str, dict[str, Rate]]] = dataclasses.field(default_factory=dict)  # "top 5", "scaled λ"
+    power: list[dict] = dataclasses.field(default_factory=list)
+    probes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 SUMMARIES = (DataSummary, AttributionSummary, ChoicesSummary, OverlapSummary, LandSummary, AmplificationSummary,
