@@ -192,11 +192,12 @@ def test_overlap_by_fact_by_hand():
     df = overlap_by_fact(_table(SPEC), SETS, seed=0)
     assert list(df.columns) == list(OVERLAP_COLUMNS) and list(df.index) == ["A", "B", "C"]
     assert df.index.name == "fact_id"
-    # A: within (2/3 + 1/2 + 1/3) / 3 = 1/2; against B: {1,4}: 1/3, 1/4, 1/2; {4,5}: 0, 0, 0 -> 13/72
-    expected = {"A": (2.0, 0.5, 13 / 72, 0.0, 0.5 - 13 / 72),
-                "B": (2.0, 1 / 3, 13 / 72, 0.0, 1 / 3 - 13 / 72),
+    # A: within (2/3 + 1/2 + 1/3) / 3 = 1/2; against B at another template: A#0-B#1 0, A#1-B#0 1/4, A#2-B#0 1/2,
+    # A#2-B#1 0 -> 3/16; at the same template: A#0-B#0 1/3, A#1-B#1 0 -> 1/6 (reported on its own)
+    expected = {"A": (2.0, 0.5, 3 / 16, 0.0, 0.5 - 3 / 16, 1 / 6),
+                "B": (2.0, 1 / 3, 3 / 16, 0.0, 1 / 3 - 3 / 16, 1 / 6),
                 # C: within ({7},{}) twice = 0, ({},{}) skipped; no other R2 fact -> nan; all R1 pairs 0
-                "C": (1 / 3, 0.0, np.nan, 0.0, np.nan)}
+                "C": (1 / 3, 0.0, np.nan, 0.0, np.nan, np.nan)}
     for fact, row in expected.items():
         np.testing.assert_allclose(df.loc[fact].to_numpy(), row, rtol=0, atol=1e-12, err_msg=fact)
 
@@ -264,9 +265,9 @@ def test_heldout_overlap_by_hand():
     df = heldout_overlap_by_fact(prompts, SETS, {"A": "A#2", "B": "B#1"}, seed=0)
     assert list(df.index) == ["A", "B"] and list(df.columns) == list(OVERLAP_COLUMNS)
     # A: {1} vs A#0 1/2, A#1 1/3 -> 5/12; vs B#0 {1,4} (B#1 is held out, not in the pool) 1/2; vs C: 0
-    # B: {4,5} vs B#0 {1,4} 1/3; vs A#0, A#1 (A#2 held out): 0
-    np.testing.assert_allclose(df.loc["A"].to_numpy(), [1.0, 5 / 12, 0.5, 0.0, 5 / 12 - 0.5], atol=1e-12)
-    np.testing.assert_allclose(df.loc["B"].to_numpy(), [2.0, 1 / 3, 0.0, 0.0, 1 / 3], atol=1e-12)
+    # B: {4,5} vs B#0 {1,4} 1/3; vs A#0 (A#2 held out; A#1 shares B#1's template, so it is the wording column): 0
+    np.testing.assert_allclose(df.loc["A"].to_numpy(), [1.0, 5 / 12, 0.5, 0.0, 5 / 12 - 0.5, np.nan], atol=1e-12)
+    np.testing.assert_allclose(df.loc["B"].to_numpy(), [2.0, 1 / 3, 0.0, 0.0, 1 / 3, 0.0], atol=1e-12)
     with pytest.raises(ValueError, match="not a prompt of fact"):
         heldout_overlap_by_fact(prompts, SETS, {"A": "B#1"}, seed=0)
     with pytest.raises(KeyError, match="no set"):
@@ -425,3 +426,14 @@ def test_wording_targets_leave_the_heldout_wording_out_by_default():
     # A: 1:3, 2:1, 3:1, 4:1; B's three prompts remove 10, 3, 2
     assert every["A"][0].tolist() == [1, 4] and every["A"][1].tolist() == [3.0, 1.0]
     assert every["B"][0].tolist() == [10]
+
+
+def test_across_fact_pairs_never_join_one_template():
+    """Sets made of a wording neuron and a fact neuron: within-fact pairs (two wordings) share the fact's neuron; an
+    across-fact pair at the same template shares the wording's. Counting those in "across" would bias fact-specific
+    overlap down; they are reported on their own instead."""
+    spec = {f"{f}#{t}": (f, "R") for f in ("A", "B") for t in range(3)}
+    sets = {p: frozenset({100 + int(p[-1]), ord(p[0])}) for p in spec}
+    df = overlap_by_fact(_table(spec), sets, seed=0)
+    assert (df["within"] == 1 / 3).all() and (df["across_same_relation"] == 0.0).all()
+    assert (df["fact_specific"] == 1 / 3).all() and (df["same_template_other_fact"] == 1 / 3).all()

@@ -60,7 +60,8 @@ __all__ = [
     "wording_targets",
 ]
 
-OVERLAP_COLUMNS = ("size", "within", "across_same_relation", "across_other_relation", "fact_specific")
+OVERLAP_COLUMNS = ("size", "within", "across_same_relation", "across_other_relation", "fact_specific",
+                   "same_template_other_fact")
 
 
 def _require(frame: pd.DataFrame, columns: set, what: str) -> None:
@@ -252,6 +253,11 @@ class _Pool:
                       zip(prompts["prompt_id"], prompts["fact_id"], prompts["relation"])
                       if p in sets and p not in leave_out)
         self.sets = [frozenset(sets[p]) for _, _, p, _ in rows]
+        template_of = (dict(zip(prompts["prompt_id"], prompts["template_position"])) if "template_position" in prompts
+                       else {})
+        # the wording of each row: pairs of one wording across facts share the template's neurons, not the fact's
+        self.templates = np.array([template_of.get(p, str(p).rsplit("#", 1)[-1]) for _, _, p, _ in rows], dtype=object)
+        self.template_of = {p: t for (_, _, p, _), t in zip(rows, self.templates)}
         self.fact_block, self.relation_block = {}, {}
         for i, (_, f, _, r) in enumerate(rows):
             self.fact_block[f] = (self.fact_block.get(f, (i, i))[0], i + 1)
@@ -263,28 +269,35 @@ class _Pool:
         f0, f1 = self.fact_block.get(fact, (r0, r0))
         return (r0, r1), (f0, f1)
 
-    def across(self, anchors: list, lo: int, hi: int, block: tuple, rng: np.random.Generator, n_pairs: int) -> float:
-        """Mean Jaccard of (anchor, pool row) pairs, pool rows in [lo, hi) minus ``block``: all pairs if there are at
-        most n_pairs, else n_pairs distinct pairs drawn from ``rng``; two empty sets are skipped."""
+    def across(self, anchors: list, lo: int, hi: int, block: tuple, rng: np.random.Generator, n_pairs: int,
+               templates, same_template: bool = False) -> float:
+        """Mean Jaccard of (anchor, pool row) pairs, pool rows in [lo, hi) minus ``block``, over the pairs of two
+        different templates (``same_template``: of the same template only; ``templates`` the anchors'): all such
+        pairs if there are at most n_pairs, else n_pairs of them drawn from ``rng``; two empty sets are skipped.
+        Within-fact pairs always join two wordings, so the across-fact control must too."""
         b0, b1 = block
         m = (hi - lo) - (b1 - b0)
         total = len(anchors) * m
         if total <= 0:
             return float("nan")
-        k = np.arange(total) if total <= n_pairs else np.sort(rng.choice(total, size=n_pairs, replace=False))
-        which, column = np.divmod(k, m)
+        which, column = np.divmod(np.arange(total), m)
         rows = lo + column
         rows = np.where(rows >= b0, rows + (b1 - b0), rows)  # step over the block
-        return _mean([jaccard(anchors[a], self.sets[r]) for a, r in zip(which.tolist(), rows.tolist())])
+        equal = self.templates[rows] == np.asarray(templates, dtype=object)[which]
+        keep = np.flatnonzero(equal if same_template else ~equal)
+        if keep.size > n_pairs:
+            keep = np.sort(rng.choice(keep, size=n_pairs, replace=False))
+        return _mean([jaccard(anchors[a], self.sets[r]) for a, r in zip(which[keep].tolist(), rows[keep].tolist())])
 
-    def row(self, fact, anchors: list, within: float, seed: int, n_pairs: int) -> dict:
+    def row(self, fact, anchors: list, within: float, seed: int, n_pairs: int, templates) -> dict:
         (r0, r1), block = self.blocks(fact)
         rng = _stream(seed, fact)  # same relation first, then other relations, from one stream per fact
-        same = self.across(anchors, r0, r1, block, rng, n_pairs)
-        other = self.across(anchors, 0, len(self.sets), (r0, r1), rng, n_pairs)
+        same = self.across(anchors, r0, r1, block, rng, n_pairs, templates)
+        other = self.across(anchors, 0, len(self.sets), (r0, r1), rng, n_pairs, templates)
+        wording = self.across(anchors, r0, r1, block, rng, n_pairs, templates, same_template=True)
         size = float(np.mean([len(s) for s in anchors])) if anchors else float("nan")
         return {"size": size, "within": within, "across_same_relation": same, "across_other_relation": other,
-                "fact_specific": within - same}
+                "fact_specific": within - same, "same_template_other_fact": wording}
 
 
 def _frame(rows: dict) -> pd.DataFrame:
@@ -302,11 +315,14 @@ def overlap_by_fact(prompts: pd.DataFrame, sets: Mapping, *, seed: int, n_pairs_
     Per fact (A_1..A_n its prompts' sets):
         size: mean |A_i|.
         within: mean Jaccard over pairs i < j (kn.neurons.pair_jaccards; pairs of two empty sets skipped; nan if none).
-        across_same_relation: mean Jaccard of (A_i, B) for B the set of a prompt of ANOTHER fact of the same relation;
-            all such pairs if there are at most n_pairs_per_fact, else n_pairs_per_fact distinct pairs drawn
-            uniformly (without replacement) from the fact's own seeded stream; two empty sets skipped.
+        across_same_relation: mean Jaccard of (A_i, B) for B the set of a prompt of ANOTHER fact of the same relation
+            at ANOTHER template (within-fact pairs always join two wordings, so the control does too); all such pairs
+            if there are at most n_pairs_per_fact, else n_pairs_per_fact distinct pairs drawn uniformly (without
+            replacement) from the fact's own seeded stream; two empty sets skipped.
         across_other_relation: the same against prompts of facts of other relations (drawn after the former).
         fact_specific: within - across_same_relation (what the set says about this fact beyond its relation).
+        same_template_other_fact: A_i against other facts of the relation at the SAME template (what a set says
+            about the wording), reported on its own.
     A constant set gives within = across = 1 and fact_specific 0; a set constant per relation gives fact_specific 0.
     Returns a DataFrame indexed by fact_id (sorted in string order) with OVERLAP_COLUMNS, float64: one row per fact,
     ready for a paired bootstrap over facts. Independent of the row order of ``prompts``.
@@ -316,7 +332,8 @@ def overlap_by_fact(prompts: pd.DataFrame, sets: Mapping, *, seed: int, n_pairs_
     rows = {}
     for fact, (f0, f1) in pool.fact_block.items():
         anchors = pool.sets[f0:f1]
-        rows[fact] = pool.row(fact, anchors, _mean(pair_jaccards(anchors)), seed, n_pairs_per_fact)
+        rows[fact] = pool.row(fact, anchors, _mean(pair_jaccards(anchors)), seed, n_pairs_per_fact,
+                              pool.templates[f0:f1])
     return _frame(rows)
 
 
@@ -345,12 +362,15 @@ def heldout_overlap_by_fact(prompts: pd.DataFrame, sets: Mapping, heldout: Mappi
         if prompt not in sets:
             raise KeyError(f"heldout_overlap_by_fact: no set for held-out prompt {prompt!r}")
     pool = _Pool(prompts, sets, leave_out=frozenset(heldout.values()))
+    template_of = (dict(zip(prompts["prompt_id"], prompts["template_position"])) if "template_position" in prompts
+                   else {})
     rows = {}
     for fact, prompt in heldout.items():
         anchor = frozenset(sets[prompt])
         _, (f0, f1) = pool.blocks(fact)
         within = _mean([jaccard(anchor, s) for s in pool.sets[f0:f1]])
-        rows[fact] = pool.row(fact, [anchor], within, seed, n_pairs_per_fact)
+        rows[fact] = pool.row(fact, [anchor], within, seed, n_pairs_per_fact,
+                              [template_of.get(prompt, str(prompt).rsplit("#", 1)[-1])])
     return _frame(rows)
 
 

@@ -277,7 +277,8 @@ def overlap_summary(params, overlap: pd.DataFrame, refined: dict, per_relation: 
 
 # --------------------------------------------------------------------------- chapter 4
 
-_OVERLAP = ["size", "within", "across_same_relation", "across_other_relation", "fact_specific"]
+_OVERLAP = ["size", "within", "across_same_relation", "across_other_relation", "fact_specific",
+            "same_template_other_fact"]
 
 
 def detector_sets_table(study) -> pd.DataFrame:
