@@ -33,7 +33,8 @@ from .population import known_facts, shared_prompts
 from .experiments import (CONDITIONS, METHODS, PRIMARY, change_rate_table, method_names, paired_comparisons, per_fact,
                           random_name)
 from .stats import (Interval, bootstrap_mean, cluster_bootstrap_mean, cluster_bootstrap_p, cluster_paired_difference,
-                    compare, holm, mcnemar_exact, paired_difference, power_mcnemar_n, power_mean_n, rate, reaches)
+                    compare, holm, mcnemar_exact, paired_difference, power_mcnemar_n, power_mean_n, rate, rate_from_counts,
+                    reaches)
 from .summaries import (AmplificationSummary, AttributionSummary, ChoicesSummary, Claim, DataSummary, EditingSummary,
                         LandSummary, OverlapSummary)
 
@@ -59,8 +60,10 @@ def data_summary(params, data, population, identity: str, seconds: float) -> Dat
     prompts = population.prompts
     shared = shared_prompts(prompts)
     mismatch = int(shared.drop_duplicates(["prompt", "answer"])["split_mismatch"].sum())
-    accuracy = bootstrap_mean(prompts.groupby("fact_id")["correct"].mean().to_numpy(float),
-                              n_boot=params.bootstrap_samples, seed=params.seed)
+    per_fact_correct = prompts.groupby("fact_id").agg(correct=("correct", "mean"), relation=("relation", "first"))
+    accuracy = cluster_bootstrap_mean(per_fact_correct["correct"].to_numpy(float), per_fact_correct["relation"].to_numpy(),
+                                      n_boot=params.bootstrap_samples, seed=params.seed)
+    top1 = rate(prompts["correct"].to_numpy(float))
     candidates = population.candidates["fact_id"].nunique()
     known = candidates if population.rule is None else int(known_facts(population.candidates, population.rule).sum())
     facts = prompts.drop_duplicates("fact_id")
@@ -73,7 +76,8 @@ def data_summary(params, data, population, identity: str, seconds: float) -> Dat
                        f"{mismatch} such pairs fall on both sides of the split.", None, mismatch == 0),
         Claim("accuracy", f"Population: {what}, {len(facts)} facts ({int((facts['split'] == 'test').sum())} test) "
                           f"of {prompts['relation'].nunique()} relations.{left} The model's top-1 accuracy on them is "
-                          f"{accuracy.format('{:.1%}')} (mean over facts).", accuracy, None),
+                          f"{accuracy.format('{:.1%}')} (mean over facts, resampled by relation); over prompts "
+                          f"{top1.format('{:.1%}')} (exact interval).", accuracy, None),
     ]
     return DataSummary(
         model=params.model, model_identity=identity, counts=data.summary() | {"source": data.source},
@@ -83,7 +87,7 @@ def data_summary(params, data, population, identity: str, seconds: float) -> Dat
         sample_facts_train=int((facts["split"] == "train").sum()), sample_facts_test=int((facts["split"] == "test").sum()),
         sample_prompts=len(prompts), shared_prompt_rows=len(shared), shared_prompts_split_mismatch=mismatch,
         top1_accuracy=accuracy, multi_token_answer_share=float((prompts["answer_n_tokens"] > 1).mean()),
-        claims=claims, seconds=seconds)
+        claims=claims, seconds=seconds, top1_rate=top1, known_rate=rate_from_counts(int(known), int(candidates)))
 
 
 # --------------------------------------------------------------------------- chapter 2

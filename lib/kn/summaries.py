@@ -118,6 +118,8 @@ class DataSummary(_Summary):
     multi_token_answer_share: float
     claims: list[Claim]
     seconds: float
+    top1_rate: Rate | None = None  # top-1 hits over the run's prompts, exact interval
+    known_rate: Rate | None = None  # known facts among the candidates (known population), exact interval
 
 
 @dataclass(frozen=True)
