@@ -17,6 +17,7 @@ API
     edit_contrasts(edits, *, n_boot, seed) -> DataFrame        chapter 6's family: McNemar exact, Holm, intervals
     specificity_table(edits, *, n_boot, seed) -> DataFrame     Same minus Unrelated success (net of Before), paired
     power_rows(contrasts, chapter) -> [dict]   test facts needed for the paper's effect at 80% power
+    rates_table(rates), contrasts_table(contrasts), power_table(rows) -> DataFrame   the same, for the page
     choices_summary(...) -> ChoicesSummary
     interval_table(frame, columns, *, n_boot, seed) -> {column: Interval}   means over facts (rows)
 """
@@ -366,8 +367,71 @@ def wording_table(wordings: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataF
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+_OPERATING_NAMES = {"paper_ratio": "(a) the paper's size, N_L = ratio x N_s", "max_within": "(b) max within-fact overlap",
+                    "fact_specific": "(c) max fact-specific (the former rule)", "topk": "(d) top-k, k = N_s"}
+
+
+def operating_point_table(seeds, columns=("size", "within", "across_same_relation", "across_other_relation",
+                                          "fact_specific")) -> pd.DataFrame:
+    """Per (read-out, method): each metric over test facts as "mean over seeds [min, max]" (n seeds)."""
+    summary = seeds.summary(list(columns))
+    rows = {}
+    for (rule, method), row in summary.iterrows():
+        cells = {}
+        for c in columns:
+            fmt = "{:.1f}" if c == "size" else "{:.1%}"
+            cells[c] = (f"{fmt.format(row[(c, 'mean')])} [{fmt.format(row[(c, 'min')])}, "
+                        f"{fmt.format(row[(c, 'max')])}]")
+        cells["seeds"] = int(row[("n_seeds", "")])
+        rows[(_OPERATING_NAMES.get(rule, rule), method)] = cells
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["read-out", "sets"])
+    return frame
+
+
+def _verdict_words(key: str) -> str:
+    from .land_study import VERDICTS
+
+    return VERDICTS.get(key, key).replace("LAND's", "that LAND's", 1)
+
+
+def seed_holds_table(seeds) -> pd.DataFrame:
+    """Per (read-out, verdict): at how many seeds it holds, and "every seed" / "no seed" / "some seeds"."""
+    from .land_study import VERDICTS
+
+    table = seeds.holds.reset_index()
+    out = pd.DataFrame({"read-out": table["rule"].map(lambda r: _OPERATING_NAMES.get(r, r)),
+                        "verdict": table["verdict"].map(lambda v: VERDICTS.get(v, v)),
+                        "holds at": [f"{int(t)} of {int(m)} seeds" for t, m in zip(table["n_true"], table["n_measured"])],
+                        "reading": ["at every seed" if e else ("at no seed" if n else "depends on the seed")
+                                    for e, n in zip(table["holds_at_every_seed"], table["holds_at_no_seed"])]})
+    return out.set_index(["read-out", "verdict"])
+
+
+def near_constant_table(seeds) -> pd.DataFrame:
+    """Per read-out, "mean over seeds [min, max]" of the means over test facts: Jaccard with the set LAND gives a generic
+    input, Jaccard with the constant set of the same size, the overlap with other relations' prompts, and the size."""
+    part = seeds.near_constant.groupby(["seed", "rule"])[["generic_jaccard", "constant_jaccard",
+                                                          "across_other_relation", "size"]].mean()
+    names = {"generic_jaccard": "Jaccard with the generic input's set", "constant_jaccard": "Jaccard with the constant set",
+             "across_other_relation": "overlap with other relations", "size": "set size (neurons)"}
+    rows = {}
+    for rule, g in part.groupby("rule", sort=False):
+        rows[_OPERATING_NAMES.get(rule, rule)] = {
+            names[c]: f"{g[c].mean():.2f} [{g[c].min():.2f}, {g[c].max():.2f}]" for c in names}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def consistency_table(seeds) -> pd.DataFrame:
+    """Per consistency class of Chen et al.'s rule: share of test facts and LAND's fact-specific gain over the coarse
+    sets at the main read-out, means over seeds."""
+    part = seeds.consistency
+    numeric = part.select_dtypes("number").columns.drop("seed", errors="ignore")
+    return part.groupby(["rule", "consistency"])[list(numeric)].mean().rename(index=_OPERATING_NAMES)
+
+
 def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame, wordings: pd.DataFrame,
-                 seconds: float) -> LandSummary:
+                 seconds: float, seeds=None) -> LandSummary:
     from .land_study import DETECTORS
 
     n_boot, seed = params.bootstrap_samples, params.seed
@@ -375,9 +439,20 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
     detectors = {m: interval_table(study.overlap[m], _OVERLAP, n_boot=n_boot, seed=seed) for m in study.overlap}
     r_lo = ours["R_Lo"]
     land_fs = detectors["land"]["fact_specific"]
-    claims = [reaches_claim("LAND's overlap", r_lo, paper.LAND_OVERLAP_CLAIM,
+    rule = _OPERATING_NAMES.get(str(getattr(study, "operating_rule", "")), "the run's read-out")
+    scale = (f"at read-out {rule}, on {int(table7_frame.loc['ours, test facts', 'N_L'].n)} test facts and "
+             f"{study.train_pairs} training prompts (the paper: about 250,000)")
+    claims = [reaches_claim(f"LAND's overlap, {scale}", r_lo, paper.LAND_OVERLAP_CLAIM,
                             what="R_Lo (the overlap of the LAND sets of a test fact's paraphrases) =",
                             source="LAND (GPT-2)")]
+    if seeds is not None:
+        holds = seeds.holds.reset_index()
+        for r in holds[holds["rule"] == getattr(study, "operating_rule", "")].itertuples():
+            every = "holds at every seed" if r.holds_at_every_seed else (
+                "holds at no seed" if r.holds_at_no_seed else f"holds at {r.n_true} of {r.n_measured} seeds")
+            claims.append(Claim(f"over seeds: {r.verdict}", f"Over {r.n_seeds} seeds of the detector pipeline, "
+                                f"{_verdict_words(r.verdict)} {every}.", None,
+                                True if r.holds_at_every_seed else (False if r.holds_at_no_seed else None)))
     land_specific = Claim(
         "LAND is specific to the fact",
         f"LAND's fact-specific overlap (within-fact minus same-relation across-fact) is {land_fs.format('{:.1%}')}: "
@@ -397,8 +472,9 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
                             f"From {int(first['n_train_prompts'])} to {int(last['n_train_prompts'])} training prompts, "
                             f"LAND's within-fact overlap on test facts moves from {first['within']:.1%} to "
                             f"{last['within']:.1%} and its fact-specific overlap from {first['fact_specific']:.1%} to "
-                            f"{last['fact_specific']:.1%} (one seeded sample per size: a trend, not an interval); the "
-                            "paper had about 250,000 training prompts.", None, None))
+                            f"{last['fact_specific']:.1%} (means over {int(last.get('n_seeds', 1))} seed(s) per size, "
+                            "P re-chosen on validation facts at each size); the paper had about 250,000 training "
+                            "prompts.", None, None))
     table = wording_table(wordings, n_boot=n_boot, seed=seed)
     if ("new facts", "LAND") in table.index and ("new wordings", "LAND") in table.index:
         facts_fs, words_fs = table.loc[("new facts", "LAND"), "fact_specific"], table.loc[("new wordings", "LAND"),
@@ -413,7 +489,11 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
         final_loss=float(np.mean(study.losses[-20:])),
         table7={k: ours[k] for k in ["N_s", "N_so", "R_so", "N_L", "N_Lo", "R_Lo"]}, detectors=detectors,
         constant_k=study.constant_k, learning_curve=curve.to_dict("records"),
-        wordings={f"{c} / {m}": v for (c, m), v in table.to_dict("index").items()}, claims=claims, seconds=seconds)
+        wordings={f"{c} / {m}": v for (c, m), v in table.to_dict("index").items()}, claims=claims, seconds=seconds,
+        operating_rule=str(getattr(study, "operating_rule", "")),
+        seed_points=[] if seeds is None else operating_point_table(seeds).reset_index().to_dict("records"),
+        seed_holds=[] if seeds is None else seed_holds_table(seeds).reset_index().to_dict("records"),
+        consistency=[] if seeds is None else consistency_table(seeds).reset_index().to_dict("records"))
 
 
 def reaches_claim(name: str, interval: Interval, threshold: float, *, what: str, source: str) -> Claim:
@@ -596,7 +676,7 @@ def _verdict(a: str, b: str, difference: Interval, p_holm: float, fmt: str) -> t
     if difference.mean > 0:
         return True, f"{a} exceeds {b} by {difference.format(fmt)}"
     flipped = Interval(-difference.mean, -difference.hi, -difference.lo, difference.n)
-    return False, f"{a} falls below {b} by {flipped.format(fmt)}"
+    return False, f"{a} falls below {b} by {flipped.format(fmt.replace('+', ''))}"
 
 
 def log_ratio_contrasts(results: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
@@ -714,6 +794,28 @@ def specificity_table(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.Data
                         "verdict": "specific" if specific else ("leaks as much as it edits" if interval.hi < 0 else
                                                                "not distinguishable here")}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def rates_table(rates: dict) -> pd.DataFrame:
+    """[method x condition] of kn.stats.Rate (shown as "22% [7%, 41%] (6/27)"), methods in table order."""
+    frame = pd.DataFrame.from_dict(rates, orient="index")[list(CONDITIONS)]
+    return frame.loc[_edit_order(frame.index) + [m for m in frame.index if m not in _edit_order(frame.index)]]
+
+
+def contrasts_table(contrasts: pd.DataFrame, fmt: str = "{:+.0%}") -> pd.DataFrame:
+    """The primary family as a table in words: the difference (per fact, cluster interval), the test and Holm's p."""
+    rows = []
+    for r in contrasts.itertuples():
+        verdict = {True: "holds (A higher)", False: "fails (A lower)", None: "not distinguishable here"}[r.holds]
+        row = {"condition": r.condition, "A": r.A, "B": r.B, "difference A - B": r.difference.format(fmt)}
+        if hasattr(r, "a_only"):
+            row |= {"A only": r.a_only, "B only": r.b_only, "paired prompts": r.n}
+        rows.append(row | {"p": f"{r.p:.3g}", "Holm p": f"{r.p_holm:.3g}", "verdict": verdict})
+    return pd.DataFrame(rows).set_index(["condition", "A", "B"])
+
+
+def power_table(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
 
 
 def power_rows(contrasts: pd.DataFrame, chapter: str, results: pd.DataFrame | None = None) -> list[dict]:

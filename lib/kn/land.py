@@ -5,17 +5,29 @@ LAND maps ONE prompt's coarse neuron set to the set its fact's paraphrases share
 set is the neurons scoring above the threshold P.
 
 API
-    LandHyperParams(rank, epochs, batch_size, lr, threshold, counterexamples, seed);  .from_params(StudyParams)
+    LandHyperParams(rank, epochs, batch_size, lr, threshold, counterexamples, seed, counterexample_rule);
+        .from_params(StudyParams)
+    COUNTEREXAMPLE_RULES             ("same_template", "whole_union"): how a target's counter-examples are drawn
     LandDetector(L, H, R, *, generator=None)        per-layer bilinear low rank: x [B, L, H] -> [B, L, H]
     parameter_count(L, H, R) -> int                  L * 2 * H * R
-    draw_counterexamples(prompts, n, seed) -> {fact: [other facts]}   same split and relation, never the same
-        subject, another object first
+    draw_counterexamples(prompts, n, seed) -> {fact: [other facts]}   (rule "whole_union") same split and relation,
+        never the same subject, another object first
     counter_sets_for(prompts, counterexamples, sets) -> {fact: [coarse sets of counter-example prompts]}
     fact_sets_for(prompts, sets) -> {fact: [sets of its prompts, by template position]}
         (prompts: one row per prompt with columns prompt_id, fact_id, template_position; sets: {prompt_id: frozenset})
     build_targets(fact_sets, counter_sets) -> {fact: (ids int64 [k], counts float32 [k])}   sparse targets
+        (rule "whole_union": the union of every counter-example set of the fact is removed, one target per fact)
+    counter_prompts_for(prompts, k, seed) -> {prompt_id: [counter prompt_id]}   rule "same_template": k prompts of
+        the SAME template, split and relation, of other facts with another subject AND another object
+    build_prompt_targets(prompts, sets, counter_prompts) -> {prompt_id: (ids int64 [k], counts float32 [k])}
+        one target per prompt: its fact's counts less the neurons of that prompt's own counter-example prompts
+    fact_mean_targets(prompt_targets, prompt_fact) -> {fact: (ids, mean counts over the fact's prompts)}
     train_land(pairs, targets, L, H, hp, *, device, progress) -> (LandDetector, per-step losses)
-    land_sets(model, sets, threshold, *, batch_size, device) -> [frozenset]   inference
+    land_sets(model, sets, threshold, *, batch_size, device) -> [frozenset]   inference: scores > P
+    topk_sets(model, sets, k, *, batch_size, device) -> {prompt_id: frozenset of exactly k ids}   the fixed-size
+        read-out: each input's k highest scores (ties to the smaller id), whatever the output's scale
+    size_threshold(model, sets, mean_size, *, batch_size, device) -> float   the P at which the mean set size over
+        ``sets`` is mean_size (round(mean_size * n) scores lie above it)
     top_k_constant_set(targets, k) -> frozenset      control baseline: one fixed set for every prompt
     save_land(model, folder, hp, meta) / load_land(folder, L, H) -> (LandDetector, hp, meta)   safetensors + json
         (files WEIGHTS_FILE, CONFIG_FILE)
@@ -42,6 +54,7 @@ from torch import nn
 from .store import atomic_write
 
 __all__ = [
+    "COUNTEREXAMPLE_RULES",
     "LandHyperParams",
     "LandDetector",
     "parameter_count",
@@ -49,8 +62,13 @@ __all__ = [
     "counter_sets_for",
     "fact_sets_for",
     "build_targets",
+    "counter_prompts_for",
+    "build_prompt_targets",
+    "fact_mean_targets",
     "train_land",
     "land_sets",
+    "topk_sets",
+    "size_threshold",
     "top_k_constant_set",
     "save_land",
     "load_land",
@@ -61,6 +79,9 @@ __all__ = [
 WEIGHTS_FILE = "land.safetensors"
 CONFIG_FILE = "land.json"
 _TRAIN_HINT = "train LAND first: run chapter 04 (make chapter CHAPTER=04) for this model"
+# same_template: the paper's wording (Sec. 4.1: some texts of the input's form carrying other knowledge), one target
+# per prompt; whole_union: every template of `counterexamples` other facts, one target per fact (the former rule)
+COUNTEREXAMPLE_RULES = ("same_template", "whole_union")
 
 
 # --------------------------------------------------------------------------- hyper-parameters
@@ -74,8 +95,10 @@ class LandHyperParams:
     lr: float = 1e-4  # Adam
     threshold: float | None = None  # P, on the target's scale (how many of a fact's coarse sets hold the neuron);
     # None until chosen on validation facts (kn.land.choose_threshold)
-    counterexamples: int = 2  # other facts per fact whose same-template prompts are counter-examples (0: none)
+    counterexamples: int = 2  # k: counter-example prompts per prompt (same_template) or other facts per fact
+    # (whole_union, all their templates); 0: none
     seed: int = 0
+    counterexample_rule: str = "same_template"  # one of COUNTEREXAMPLE_RULES
 
     def __post_init__(self):
         for key in ("rank", "epochs", "batch_size"):
@@ -85,15 +108,20 @@ class LandHyperParams:
             raise ValueError(f"LandHyperParams.lr={self.lr!r}: must be positive")
         if self.counterexamples < 0:
             raise ValueError(f"LandHyperParams.counterexamples={self.counterexamples!r}: must be 0 or more")
+        if self.counterexample_rule not in COUNTEREXAMPLE_RULES:
+            raise ValueError(f"LandHyperParams.counterexample_rule={self.counterexample_rule!r}: must be one of "
+                             f"{', '.join(COUNTEREXAMPLE_RULES)}")
 
     @classmethod
     def from_params(cls, p) -> "LandHyperParams":
         """From a kn.params.StudyParams (keys land_rank, land_epochs, land_batch_size, land_lr, land_threshold,
-        land_counterexamples, seed)."""
+        land_counterexamples, seed, land_counterexample_rule; the last defaults to this class's own default where the
+        params predate it)."""
         return cls(rank=int(p.land_rank), epochs=int(p.land_epochs), batch_size=int(p.land_batch_size),
                    lr=float(p.land_lr),
                    threshold=None if p.land_threshold is None else float(p.land_threshold),
-                   counterexamples=int(p.land_counterexamples), seed=int(p.seed))
+                   counterexamples=int(p.land_counterexamples), seed=int(p.seed),
+                   counterexample_rule=str(getattr(p, "land_counterexample_rule", cls.counterexample_rule)))
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -248,6 +276,87 @@ def build_targets(fact_sets: Mapping, counter_sets: Mapping) -> dict:
     return out
 
 
+def counter_prompts_for(prompts: pd.DataFrame, k: int, seed: int) -> dict:
+    """Per prompt, ``k`` counter-example prompts in the paper's sense: the same sentence form, other knowledge.
+
+    prompts: one row per prompt, columns prompt_id, fact_id, relation, subject, object, template_position, split.
+    Candidates for prompt p (fact f) are the prompts of the SAME split (train never borrows test prompts, nor the
+    reverse), relation and template_position (so the same template text) whose fact is another one with ANOTHER
+    subject and ANOTHER object than f: a shared subject is the prompt's own wording up to the object, a shared object
+    is part of the knowledge p carries. Up to ``k`` are drawn without replacement from p's own numpy stream seeded by
+    (seed, crc32(str(prompt_id))), over the candidates sorted by str(prompt_id), so the draw depends neither on the
+    row order nor on which other relations are present; fewer than k when there are fewer candidates.
+    Returns {prompt_id: [prompt_id, ...]} for every prompt (all empty when k == 0).
+    """
+    if k < 0:
+        raise ValueError(f"counter_prompts_for: k={k} must be 0 or more")
+    needed = {"prompt_id", "fact_id", "relation", "subject", "object", "template_position", "split"}
+    missing = needed - set(prompts.columns)
+    if missing:
+        raise ValueError(f"counter_prompts_for: prompts lack column(s) {sorted(missing)}")
+    out: dict = {}
+    for _, group in prompts.groupby(["split", "relation", "template_position"], sort=True):
+        order = np.argsort(group["prompt_id"].astype(str).to_numpy(), kind="stable")
+        ids = group["prompt_id"].to_numpy(object)[order]
+        facts = group["fact_id"].astype(str).to_numpy()[order]
+        subjects = group["subject"].astype(str).to_numpy()[order]
+        objects = group["object"].astype(str).to_numpy()[order]
+        for i, prompt in enumerate(ids):
+            if k == 0:
+                out[prompt] = []
+                continue
+            allowed = np.flatnonzero((facts != facts[i]) & (subjects != subjects[i]) & (objects != objects[i]))
+            rng = np.random.default_rng([int(seed), zlib.crc32(str(prompt).encode())])
+            out[prompt] = [ids[j] for j in allowed[rng.permutation(allowed.size)[:k]]]
+    return out
+
+
+def build_prompt_targets(prompts: pd.DataFrame, sets: Mapping, counter_prompts: Mapping) -> dict:
+    """Sparse LAND targets, one per prompt (rule "same_template").
+
+    prompts: columns prompt_id, fact_id; sets: {prompt_id: coarse set}; counter_prompts: {prompt_id: [prompt_id]}
+    (:func:`counter_prompts_for`; a prompt absent from it has nothing removed; counter prompts without a set are
+    skipped). For prompt p of fact f: for each neuron, the number of f's coarse sets holding it (f's prompts in
+    ``prompts`` that have a set), then 0 for every neuron of a coarse set of p's OWN counter-example prompts. So two
+    prompts of one fact share the counts but not what is removed. Prompts without a set get no target.
+    Returns {prompt_id: (ids int64 [k] ascending, counts float32 [k])}, zeros not stored.
+    """
+    missing = {"prompt_id", "fact_id"} - set(prompts.columns)
+    if missing:
+        raise ValueError(f"build_prompt_targets: prompts lack column(s) {sorted(missing)}")
+    rows = [(p, f) for p, f in zip(prompts["prompt_id"], prompts["fact_id"]) if p in sets]
+    counts: dict = {}
+    for prompt, fact in rows:
+        counts.setdefault(fact, Counter()).update(sets[prompt])
+    out = {}
+    for prompt, fact in rows:
+        removed = set().union(*(sets[c] for c in counter_prompts.get(prompt, ()) if c in sets))
+        fact_counts = counts[fact]
+        ids = np.array(sorted(i for i in fact_counts if i not in removed), dtype=np.int64)
+        out[prompt] = (ids, np.array([fact_counts[int(i)] for i in ids], dtype=np.float32))
+    return out
+
+
+def fact_mean_targets(prompt_targets: Mapping, prompt_fact: Mapping) -> dict:
+    """{fact_id: (ids int64 [k], mean counts float32 [k])}: per fact, the mean over its prompts of their targets
+    (a neuron absent from a prompt's target counts 0 there): the best single output for all of a fact's prompts
+    under MSE, used where a rule needs one target per fact (relation prior, constant set). With one target shared by
+    every prompt of a fact (rule "whole_union") it is that target. prompt_fact: {prompt_id: fact_id} for every key
+    of prompt_targets."""
+    by_fact: dict = {}
+    for prompt, (ids, values) in prompt_targets.items():
+        by_fact.setdefault(prompt_fact[prompt], []).append((np.asarray(ids, np.int64), np.asarray(values, np.float64)))
+    out = {}
+    for fact, parts in by_fact.items():
+        ids = np.concatenate([i for i, _ in parts])
+        values = np.concatenate([v for _, v in parts])
+        unique, inverse = np.unique(ids, return_inverse=True)
+        sums = np.bincount(inverse, weights=values, minlength=unique.size) / len(parts)
+        keep = sums > 0
+        out[fact] = (unique[keep].astype(np.int64), sums[keep].astype(np.float32))
+    return out
+
+
 def top_k_constant_set(targets: Mapping, k: int) -> frozenset:
     """The control baseline: the ``k`` neurons with the largest sum of target counts over ``targets`` (the training
     facts), ties broken by the smaller id; neurons with a zero sum are never picked, so the set may hold fewer than
@@ -312,8 +421,9 @@ def train_land(pairs: Sequence, targets: Mapping, n_layers: int, n_neurons: int,
                device="cpu", progress: bool = False):
     """Train LAND on (prompt coarse set -> fact target) pairs.
 
-    pairs: [(frozenset of flat ids (one prompt's coarse set), fact_id)], the training prompts only.
-    targets: {fact_id: (ids [k], counts [k])} from :func:`build_targets`.
+    pairs: [(frozenset of flat ids (one prompt's coarse set), key)], the training prompts only; key names the
+        pair's target: its fact_id (:func:`build_targets`) or its prompt_id (:func:`build_prompt_targets`).
+    targets: {key: (ids [k], counts [k])}.
     n_layers, n_neurons: L, H. hp: rank, epochs, batch_size, lr, seed.
     Loss: MSE between the output [B, L, H] and the dense target [B, L, H], mean over all elements; Adam.
     Determinism: one CPU torch.Generator seeded with hp.seed draws the initial weights, then each epoch's shuffle;
@@ -393,6 +503,83 @@ def land_sets(model: LandDetector, sets: Sequence, threshold: float, *, batch_si
     return out
 
 
+def _scores(model: LandDetector, csr: _Csr, start: int, stop: int, device) -> torch.Tensor:
+    """Scores [stop - start, L * H] of the rows start..stop of ``csr`` on the model's device."""
+    L, H = model.n_layers, model.n_neurons
+    rows = np.arange(start, stop, dtype=np.int64)
+    x = _dense(*csr.gather(rows), rows.size, L, H, device)
+    return model(x.to(model.encoder.device)).reshape(rows.size, L * H)
+
+
+@torch.no_grad()
+def topk_sets(model: LandDetector, sets: Mapping, k: int, *, batch_size: int = 64, device=None) -> dict:
+    """The fixed-size read-out: {prompt_id: frozenset of the k flat ids with the highest scores} for every coarse
+    set of ``sets`` ({prompt_id: frozenset}), exactly k each. Unlike a threshold, it does not depend on the scale
+    of the output (which moves with training length and learning rate). Ties at the k-th score go to the smaller
+    id, so the result is deterministic on any device. k must lie in [0, L * H]."""
+    L, H = model.n_layers, model.n_neurons
+    if not 0 <= int(k) <= L * H:
+        raise ValueError(f"topk_sets: k={k} must lie in [0, L*H={L * H}]")
+    k = int(k)
+    if device is None:
+        device = model.encoder.device
+    keys = list(sets)
+    csr = _Csr([sets[key] for key in keys])
+    _check_ids(csr, L * H, "topk_sets input sets")
+    out = {}
+    for start in range(0, len(keys), batch_size):
+        stop = min(start + batch_size, len(keys))
+        if k == 0:
+            out.update({key: frozenset() for key in keys[start:stop]})
+            continue
+        scores = _scores(model, csr, start, stop, device)
+        kth = scores.topk(k, dim=1).values[:, -1:]  # [B, 1]
+        above = scores > kth
+        tied = scores == kth
+        need = k - above.sum(dim=1, keepdim=True)  # how many of the tied ids to take, the smallest first
+        take = above | (tied & (tied.cumsum(dim=1) <= need))
+        hit_rows, hit_ids = take.nonzero(as_tuple=True)
+        hit_rows, hit_ids = hit_rows.cpu().numpy(), hit_ids.cpu().numpy()
+        bounds = np.searchsorted(hit_rows, np.arange(stop - start + 1))
+        out.update({keys[start + i]: frozenset(hit_ids[bounds[i]:bounds[i + 1]].tolist())
+                    for i in range(stop - start)})
+    return out
+
+
+@torch.no_grad()
+def size_threshold(model: LandDetector, sets: Sequence, mean_size: float, *, batch_size: int = 64,
+                   device=None) -> float:
+    """The threshold P at which LAND's sets of ``sets`` (coarse sets) hold ``mean_size`` neurons on average.
+
+    With n inputs and m = round(mean_size * n), P is the midpoint of the m-th and (m+1)-th largest of all n * L * H
+    scores, so that exactly m scores lie above it (fewer where those two tie). It is solved from the scores, not
+    looked up on a grid. Only the m + 1 largest scores are kept while the batches stream by. m = 0 gives the largest
+    score (no set holds anything); m = n * L * H gives a P below every score."""
+    if not mean_size >= 0:
+        raise ValueError(f"size_threshold: mean_size={mean_size!r} must be 0 or more")
+    if not sets:
+        raise ValueError("size_threshold: no input sets")
+    L, H = model.n_layers, model.n_neurons
+    if device is None:
+        device = model.encoder.device
+    n = len(sets)
+    m = min(int(round(float(mean_size) * n)), n * L * H)
+    csr = _Csr(list(sets))
+    _check_ids(csr, L * H, "size_threshold input sets")
+    best, lowest = None, None
+    for start in range(0, n, batch_size):
+        flat = _scores(model, csr, start, min(start + batch_size, n), device).reshape(-1)
+        low = flat.min()
+        lowest = low if lowest is None else torch.minimum(lowest, low)
+        keep = flat.topk(min(m + 1, flat.numel())).values
+        best = keep if best is None else torch.cat([best, keep]).topk(min(m + 1, best.numel() + keep.numel())).values
+    if m == 0:
+        return float(best[0])
+    if m >= best.numel():  # every score lies above P
+        return float(lowest) - 1.0
+    return float((best[m - 1] + best[m]) / 2)
+
+
 # --------------------------------------------------------------------------- persistence
 
 
@@ -444,4 +631,6 @@ def load_land(folder, n_layers: int, n_neurons: int, *, device="cpu"):
         model.encoder.copy_(tensors["encoder"])
         model.decoder.copy_(tensors["decoder"])
     model = model.to(device).eval()
-    return model, LandHyperParams(**config["hp"]), config.get("meta", {})
+    # detectors saved before counter-example rules existed were trained on whole-union targets
+    hp = {"counterexample_rule": "whole_union", **config["hp"]}
+    return model, LandHyperParams(**hp), config.get("meta", {})

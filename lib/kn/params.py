@@ -109,12 +109,28 @@ class StudyParams:
     land_counterexamples: int = _p(2, "other facts whose same-template prompts are counter-examples")
     learning_curve_fractions: list[float] = _p((0.125, 0.25, 0.5, 1.0), "shares of the train facts in the learning curve",
                                                factory=True)
+    land_counterexample_rule: str = _p("same_template", "counter-examples: same_template (per prompt, land_counterexamples "
+                                                        "prompts of its template and other facts) | whole_union (every "
+                                                        "template of land_counterexamples other facts)")
+    land_operating_point: str = _p("paper_ratio", "P of the main LAND sets, chosen on validation facts: paper_ratio | "
+                                                  "max_within | fact_specific")
+    land_operating_ratio: float = _p(1.17, "paper_ratio: sets of this many times N_s (the paper: GPT-2 1.17, "
+                                           "Llama-3.2-1B 1.24)")
+    land_seeds: list[int] = _p((0, 1, 2, 3, 4), "seeds of the detector pipeline (validation split, counter-examples, "
+                                                "initialisation)", factory=True)
+    land_curve_seeds: int = _p(3, "seeds per size of the learning curve (the first of land_seeds)")
+    land_counterexample_ablation: list[int] = _p((0, 1, 2, 5), "k of the same_template counter-example ablation",
+                                                 factory=True)
+    land_consistency_score: str = _p("intersection_over_union", "Chen et al. consistency score: intersection_over_union | "
+                                                                "mean_pairwise_jaccard")
+    land_consistency_threshold: float | None = _p(None, "facts scoring above it are consistent; null: Otsu threshold on "
+                                                        "the train facts")
     # --- amplification and editing (chapters 5, 6) ------------------------------
     unrelated_pairing: str = _p("other_relation", "Unrelated tests on a fact of: other_relation | same_relation | any")
     related_templates: int = _p(3, "held-out templates per test fact that test Related (no method sees them)")
-    unrelated_partners: int = _p(3, "other test facts per fact that test Unrelated (answers of another type, never t')")
-    edit_matched_sizes: list[int] = _p((5,), "k of the matched-size edits (each method's top-k neurons by attribution), "
-                                             "beside k = LAND's mean size", factory=True)
+    unrelated_partners: int = _p(3, "other test facts per fact that test Unrelated (answers of another type, never the new answer)")
+    edit_matched_sizes: list[int] = _p((5,), "k of the matched-size edits (the top-k neurons of every method by attribution), "
+                                             "beside k as the mean size of LAND sets", factory=True)
     amplify_factor: float = _p(2.0, "activations x this to amplify")
     suppress_factor: float = _p(0.0, "activations x this to suppress")
     bootstrap_samples: int = _p(1000, "bootstrap resamples of every interval")
@@ -215,6 +231,22 @@ class StudyParams:
             bad("land_counterexamples", "must be 0 or more")
         if not self.learning_curve_fractions or not all(0 < f <= 1 for f in self.learning_curve_fractions):
             bad("learning_curve_fractions", "every share must lie in (0, 1]")
+        if self.land_counterexample_rule not in ("same_template", "whole_union"):
+            bad("land_counterexample_rule", "must be same_template or whole_union")
+        if self.land_operating_point not in ("paper_ratio", "max_within", "fact_specific"):
+            bad("land_operating_point", "must be paper_ratio, max_within or fact_specific")
+        if not self.land_operating_ratio > 0:
+            bad("land_operating_ratio", "must be positive")
+        if not self.land_seeds or len(set(self.land_seeds)) != len(self.land_seeds) or min(self.land_seeds) < 0:
+            bad("land_seeds", "needs distinct seeds >= 0")
+        if self.land_curve_seeds < 1:
+            bad("land_curve_seeds", "must be at least 1")
+        if not self.land_counterexample_ablation or min(self.land_counterexample_ablation) < 0:
+            bad("land_counterexample_ablation", "needs k >= 0")
+        if self.land_consistency_score not in ("intersection_over_union", "mean_pairwise_jaccard"):
+            bad("land_consistency_score", "use intersection_over_union or mean_pairwise_jaccard")
+        if self.land_consistency_threshold is not None and not 0 <= self.land_consistency_threshold <= 1:
+            bad("land_consistency_threshold", "must lie in [0, 1] or be null")
         if self.unrelated_pairing not in ("other_relation", "same_relation", "any"):
             bad("unrelated_pairing", "use other_relation, same_relation or any")
         if not 1 <= self.related_templates < self.templates_per_relation:
@@ -414,7 +446,10 @@ CHAPTER_KEYS: dict[str, tuple[str, ...]] = {
                                "refine_size_range", "threshold_sweep", "example_fact", "bootstrap_samples"),
     "04_land": _RUN_KEYS + ("coarse_threshold", "land_rank", "land_epochs", "land_batch_size", "land_lr",
                             "land_threshold", "land_threshold_grid", "land_validation_fraction", "land_min_set_size",
-                            "land_counterexamples", "learning_curve_fractions", "example_fact", "bootstrap_samples"),
+                            "land_counterexamples", "learning_curve_fractions", "land_counterexample_rule",
+                            "land_operating_point", "land_operating_ratio", "land_seeds", "land_curve_seeds",
+                            "land_counterexample_ablation", "land_consistency_score", "land_consistency_threshold",
+                            "example_fact", "bootstrap_samples"),
     "05_amplification": _RUN_KEYS + ("coarse_threshold", "refine_threshold", "unrelated_pairing", "related_templates",
                                      "unrelated_partners", "amplify_factor", "suppress_factor", "bootstrap_samples",
                                      "eval_batch_size"),

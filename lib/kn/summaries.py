@@ -198,6 +198,10 @@ class LandSummary(_Summary):
     wordings: dict[str, dict[str, Interval]]  # "condition / method" -> metric -> Interval
     claims: list[Claim]
     seconds: float
+    operating_rule: str = ""  # the main sets' read-out (paper_ratio: the paper's N_L / N_s)
+    seed_points: list[dict] = dataclasses.field(default_factory=list)  # per (rule, method): means and spread over seeds
+    seed_holds: list[dict] = dataclasses.field(default_factory=list)  # per (rule, verdict): at every seed or not
+    consistency: list[dict] = dataclasses.field(default_factory=list)  # per class: share of facts, LAND's gain
 
 
 @dataclass(frozen=True)
