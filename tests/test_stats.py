@@ -53,11 +53,11 @@ def test_relative_change_is_a_geometric_mean_that_one_blow_up_cannot_own():
 
     before = np.full(5, 10.0)
     after = np.array([20.0, 20.0, 20.0, 20.0, 1e25])  # four doublings and one edit that destroys the model
-    change = _relative_change(after / before - 1, n_boot=200, seed=0)
+    change = _relative_change(after / before - 1, np.arange(5), n_boot=200, seed=0)  # one fact per relation
     assert change.median == pytest.approx(1.0)  # the typical fact: +100%
     assert change.mean == pytest.approx(np.exp(np.mean(np.log(after / before))) - 1)
     assert change.mean < 1e6 < np.mean(after / before - 1)  # the arithmetic mean would report the blow-up
-    assert _relative_change(before / before - 1, n_boot=200, seed=0).format("{:+.0%}") == "+0% [+0%, +0%]"
+    assert _relative_change(before / before - 1, np.arange(5), n_boot=200, seed=0).format("{:+.0%}") == "+0% [+0%, +0%]"
 
 
 # --------------------------------------------------------------------------- clusters, rates, paired tests, families
