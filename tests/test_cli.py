@@ -2,6 +2,7 @@
 checked and recorded, only completed chapters reach the book, and progress goes to the terminal, not into pages."""
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from kn import cli, runner
+from kn import submit as submit_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -357,3 +359,88 @@ def test_book_and_bench_and_the_old_runner_spelling(monkeypatch, capsys, tmp_pat
                                       [str(ROOT / cli.BENCH_SCRIPT), "--help"]]
     assert cli.main(["bench", "--help"]) == 0 and "usage: kn bench" in capsys.readouterr().out
     assert cli.main(["chapter", "--help"]) == 0 and "-p KEY VALUE" in capsys.readouterr().out
+
+
+# --- kn submit: bad input before anything is written or submitted (the cluster itself: tests/test_slurm.py) -----------
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """sbatch and scontrol on the PATH that only record that they were called, and a clean git checkout as the
+    project root."""
+    bin_dir, called = tmp_path / "bin", tmp_path / "called"
+    bin_dir.mkdir()
+    for name in ("sbatch", "scontrol"):
+        refusal = "echo 'sbatch: error: invalid partition specified: nope' >&2\n" if name == "sbatch" else ""
+        (bin_dir / name).write_text(f"#!/bin/sh\necho {name} >> {called}\n{refusal}exit 1\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    (repo / "tracked.txt").write_text("committed\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for args in (["init", "-q"], ["add", "tracked.txt"], ["commit", "-q", "-m", "one"]):
+        subprocess.run([*git, *args], check=True)
+    monkeypatch.setattr(submit_module, "project_root", lambda: repo)
+    return repo, called
+
+
+def nothing_submitted(study, called):
+    assert not called.exists() and not study.run_dir.exists()
+
+
+def test_submit_without_sbatch_says_what_it_needs(study, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM client commands
+    assert cli.main(["submit", str(study.params), "--shards", "2"]) == 2
+    one_error_line(capsys, "sbatch not found: kn submit needs a SLURM cluster's client commands")
+    assert not study.run_dir.exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--shards", "0"], "--shards 0: at least 1"),
+    (["--shards", "2", "--cpus-per-task", "0"], "--cpus-per-task 0: at least 1"),
+    (["--shards", "2", "--gpus-per-task", "-1"], "--gpus-per-task -1: 0 or more"),
+])
+def test_submit_bad_counts(study, capsys, fake_slurm, args, needle):
+    assert cli.main(["submit", str(study.params), *args]) == 2
+    one_error_line(capsys, needle)
+    nothing_submitted(study, fake_slurm[1])
+
+
+def test_submit_refuses_uncommitted_changes_unless_allowed(study, capsys, fake_slurm):
+    repo, called = fake_slurm
+    (repo / "tracked.txt").write_text("changed\n")
+    assert cli.main(["submit", str(study.params), "--shards", "2"]) == 2
+    one_error_line(capsys, "uncommitted changes to 1 tracked file(s) (tracked.txt)", "--allow-dirty")
+    nothing_submitted(study, called)
+    # allowed: the snapshot is HEAD's, and it says so (the fake sbatch then refuses the first job)
+    assert cli.main(["submit", str(study.params), "--shards", "2", "--allow-dirty"]) == 2
+    captured = capsys.readouterr()
+    assert "the jobs run HEAD" in captured.out and "without them" in captured.out
+    (snapshot,) = (study.run_dir / "slurm").glob("code-*")
+    assert (snapshot / "tracked.txt").read_text() == "committed\n"
+
+
+def test_submit_outside_a_git_checkout(study, capsys, fake_slurm, monkeypatch, tmp_path):
+    monkeypatch.setattr(submit_module, "project_root", lambda: tmp_path / "bin")
+    assert cli.main(["submit", str(study.params), "--shards", "2"]) == 2
+    one_error_line(capsys, "is not a git checkout", "pins the code by its git commit")
+    nothing_submitted(study, fake_slurm[1])
+
+
+@pytest.mark.parametrize("device, gpus, needle", [
+    ("cuda", "0", "device is cuda, but no GPU is requested: pass --gpus-per-task 1"),
+    ("cpu", "1", "device is cpu, but --gpus-per-task 1 asks for GPUs"),
+])
+def test_submit_device_and_gpus_must_agree(study, capsys, fake_slurm, device, gpus, needle):
+    study.params.write_text(study.params.read_text() + f"device: {device}\n")
+    assert cli.main(["submit", str(study.params), "--shards", "2", "--gpus-per-task", gpus]) == 2
+    one_error_line(capsys, needle)
+    nothing_submitted(study, fake_slurm[1])
+
+
+def test_submit_refused_by_sbatch_is_one_line(study, capsys, fake_slurm, monkeypatch):
+    """sbatch's own refusal (a fake sbatch here) is reported in one line, exit 2: the run has no prompts yet, so
+    chapter 1's job is the first one submitted."""
+    (study.run_dir).mkdir(parents=True)
+    assert cli.main(["submit", str(study.params), "--shards", "2", "--partition", "nope"]) == 2
+    one_error_line(capsys, "sbatch refused the chapter 1 job: sbatch: error: invalid partition specified: nope")
+    assert fake_slurm[1].read_text().split() == ["sbatch"]

@@ -240,39 +240,174 @@ def _chromium() -> str:
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--virtual-time-budget=5000"]
+                  "--hide-scrollbars", "--virtual-time-budget=5000"]
+READER_WIDTH = 1300  # px: a laptop's browser window
+
+# Run in the page (a copy of it) once it is laid out: what a reader would see of each table and figure, written into
+# the DOM as JSON, for --dump-dom to carry out. Widths are the browser's own (CSS px at READER_WIDTH).
+_LAYOUT_SCRIPT = """<script>
+window.addEventListener('load', function () { setTimeout(function () {
+  var article = document.querySelector('article') || document.body;
+  var style = getComputedStyle(article);
+  var box = article.getBoundingClientRect();
+  var column = {left: box.left + parseFloat(style.paddingLeft), right: box.right - parseFloat(style.paddingRight)};
+  var textBox = function (cell) { var r = document.createRange(); r.selectNodeContents(cell); return r; };
+  var out = {column: column.right - column.left, tables: [], figures: []};
+  article.querySelectorAll('table').forEach(function (table, i) {
+    var caption = table.querySelector('caption');
+    var heads = Array.prototype.map.call(table.querySelectorAll('thead th'), function (th) { return th.textContent.trim(); });
+    var name = (caption && caption.textContent.trim()) || heads.filter(Boolean).slice(0, 3).join(' | ') || 'table ' + i;
+    var rect = table.getBoundingClientRect();
+    var overflow = [];
+    for (var el = table.parentElement; el && el !== article.parentElement; el = el.parentElement) {
+      if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== 'visible') {
+        overflow.push({tag: el.tagName.toLowerCase() + '.' + el.className, scroll: el.scrollWidth, client: el.clientWidth});
+      }
+    }
+    var close = [], broken = [], unaligned = [], columns = {};
+    table.querySelectorAll('tr').forEach(function (tr) {
+      var cells = Array.prototype.filter.call(tr.children, function (c) { return c.textContent.trim(); });
+      for (var k = 1; k < cells.length; k++) {
+        var a = textBox(cells[k - 1]).getBoundingClientRect(), b = textBox(cells[k]).getBoundingClientRect();
+        if (Math.abs(a.top - b.top) < a.height && b.left - a.right < 6) {
+          close.push([cells[k - 1].textContent.trim(), cells[k].textContent.trim(), Math.round(b.left - a.right)]);
+        }
+      }
+      Array.prototype.forEach.call(tr.children, function (td, k) {
+        if (td.tagName !== 'TD') { return; }
+        var text = td.textContent.trim();
+        var column = columns[k] = columns[k] || {numbers: 0, other: 0, unaligned: []};
+        if (/^[-+\u2212]?(\\d{1,3}(,\\d{3})+|\\d+)(\\.\\d+)?(e[-+]?\\d+)?%?( \\[[^\\]]+\\])?$/.test(text)) {
+          var align = getComputedStyle(td).textAlign;
+          column.numbers += 1;
+          if (align !== 'right' && align !== 'end') { column.unaligned.push(text); }
+          if (text.indexOf('[') >= 0 && textBox(td).getClientRects().length > 1) { broken.push(text); }
+        } else if (text && text !== '\u2013') {
+          column.other += 1;
+        }
+      });
+    });
+    // a column of numbers (missing values aside) is right-aligned; a column that mixes words and numbers is text
+    Object.keys(columns).forEach(function (k) {
+      if (!columns[k].other) { unaligned = unaligned.concat(columns[k].unaligned); }
+    });
+    var codes = heads.filter(function (h) { return /[a-z]{2,}_[a-z]{2,}/.test(h); });
+    out.tables.push({name: name.slice(0, 90), left: rect.left - column.left, right: rect.right - column.left,
+                     width: rect.width, overflow: overflow, close: close.slice(0, 3), broken: broken.slice(0, 3),
+                     unaligned: unaligned.slice(0, 3), codes: codes});
+  });
+  article.querySelectorAll('img').forEach(function (img) {
+    var figure = img.closest('figure');
+    var caption = figure && figure.querySelector('figcaption');
+    out.figures.push({caption: caption ? caption.textContent.trim() : '', width: img.getBoundingClientRect().width});
+  });
+  document.body.setAttribute('data-kn-layout', JSON.stringify(out));
+}, 0); });
+</script>"""
 
 
 def _render(page: Path, profile: Path, screenshot: Path | None = None) -> str:
-    """The DOM after Chromium ran the page's scripts; optionally a full-page screenshot."""
+    """The DOM after Chromium ran the page's scripts, at a reader's window width; optionally a full-page screenshot.
+    The page is rendered from a copy (next to it, so its relative links hold) with _LAYOUT_SCRIPT added, whose
+    measurements come back in the body's data-kn-layout attribute (see layout_problems)."""
+    measured = page.with_name(f".{page.stem}.measured.html")
+    measured.write_text(page.read_text().replace("</body>", _LAYOUT_SCRIPT + "</body>", 1))
     base = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-    if screenshot is not None:
-        subprocess.run(base + ["--window-size=1280,6000", f"--screenshot={screenshot}", page.as_uri()],
-                       check=True, capture_output=True, timeout=120)
-    dom = subprocess.run(base + ["--dump-dom", page.as_uri()], check=True, capture_output=True, text=True, timeout=120)
+    try:
+        if screenshot is not None:
+            subprocess.run(base + [f"--window-size={READER_WIDTH},6000", f"--screenshot={screenshot}", page.as_uri()],
+                           check=True, capture_output=True, timeout=120)
+        dom = subprocess.run(base + [f"--window-size={READER_WIDTH},2000", "--dump-dom", measured.as_uri()],
+                             check=True, capture_output=True, text=True, timeout=120)
+    finally:
+        measured.unlink(missing_ok=True)
     return dom.stdout
 
 
+def layout(dom: str) -> dict:
+    """The measurements _LAYOUT_SCRIPT wrote into the DOM."""
+    import html
+
+    found = re.search(r'data-kn-layout="([^"]*)"', dom)
+    if not found:
+        raise AssertionError("the page's layout was not measured (the script did not run)")
+    return json.loads(html.unescape(found.group(1)))
+
+
+def layout_problems(dom: str) -> list[str]:
+    """What a reader sees wrong at READER_WIDTH: a table wider than the text column (or scrolling inside it), cells
+    whose texts touch, numbers not right-aligned or an interval broken over two lines, headers in code names, and a
+    figure without a caption."""
+    measured = layout(dom)
+    column = measured["column"]
+    problems = []
+    for t in measured["tables"]:
+        if t["right"] > column + 1 or t["left"] < -1:
+            problems.append(f"table '{t['name']}' is {t['width']:.0f} px wide and ends at {t['right']:.0f} px in a "
+                            f"{column:.0f} px column")
+        for o in t["overflow"]:
+            problems.append(f"table '{t['name']}' overflows its container {o['tag']} ({o['scroll']} px of content in "
+                            f"{o['client']} px)")
+        for a, b, gap in t["close"]:
+            problems.append(f"table '{t['name']}': cells {a!r} and {b!r} run together ({gap} px apart)")
+        for text in t["unaligned"]:
+            problems.append(f"table '{t['name']}': the number {text!r} is not right-aligned")
+        for text in t["broken"]:
+            problems.append(f"table '{t['name']}': the interval {text!r} is broken over two lines")
+        for header in t["codes"]:
+            problems.append(f"table '{t['name']}': header {header!r} is a code name, not words")
+    for k, f in enumerate(measured["figures"]):
+        if not f["caption"]:
+            problems.append(f"figure {k + 1} has no caption")
+    return problems
+
+
+def test_the_layout_check_fails_on_a_wide_table_run_together_cells_and_a_bare_figure(tmp_path):
+    """The browser check itself, on a small page: a table of code-named columns wider than the column, numbers with
+    no space between them, and an image without a caption are each reported; the book's own styling passes."""
+    wide = "".join(f"<th>across_other_relation_{k}</th>" for k in range(12))
+    cells = "".join("<td>30.1% [19.6%, 40.5%]</td>" for _ in range(12))
+    bad = (f"<html><body><article><table><thead><tr>{wide}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"
+           "<table style='border-spacing:0'><tr><td style='padding:0'>30</td><td style='padding:0'>1,536</td></tr>"
+           "</table><img src='x.png'/></article></body></html>")
+    page = tmp_path / "bad.html"
+    page.write_text(bad)
+    problems = layout_problems(_render(page, tmp_path / "profile"))
+    assert any("px wide" in p for p in problems), problems
+    assert any("run together" in p for p in problems), problems
+    assert any("code name" in p for p in problems), problems
+    assert any("no caption" in p for p in problems), problems
+
+
 def test_book_pages_read_like_a_study_in_chromium(smoke_run, tmp_path):
-    """Every chapter page and the results page, opened in headless Chromium: tables and captioned figures, the
-    parameters table, and no progress bar, warning, absolute path, nan or error. Full-page screenshots are kept in
-    artifacts/screenshots."""
+    """Every chapter page and the results page, opened in headless Chromium at a reader's width: tables and captioned
+    figures, the parameters table, no progress bar, warning, absolute path, nan or error, and every table within the
+    text column, legible (layout_problems). Full-page screenshots are kept in artifacts/screenshots."""
     root, _, _, _ = smoke_run
     runner.build_book(root)
     html = root / "book" / "_build" / "html"
     shots = ROOT / "artifacts" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     pages = [html / "book" / "runs" / "smoke" / f"{c}.html" for c in runner.CHAPTERS]
+    failures = {}
     for page in pages:
         assert page.is_file(), f"{page} was not built"
         dom = _render(page, tmp_path / "profile", shots / f"{page.stem}.png")
         assert "<table" in dom and "<img" in dom, f"{page.name}: no table or no figure"
-        assert page_problems(dom) == [], f"{page.name}: {page_problems(dom)}"
+        # the navigation holds one part per run, captioned with its name, model and scale; the title names both
+        assert "Run smoke: smollm2-135m, 2 relations" in dom, f"{page.name}: no part of the navigation for the run"
+        assert re.search(r"<h1[^>]*>.*?\(smollm2-135m\), run smoke", dom, re.S), f"{page.name}: the title names no run"
+        problems = page_problems(dom) + layout_problems(dom)
+        if problems:
+            failures[page.name] = problems
         assert (shots / f"{page.stem}.png").stat().st_size > 10_000
     results = html / "book" / "generated" / "results.html"
     dom = _render(results, tmp_path / "profile", shots / "results.png")
-    problems = [p for p in page_problems(dom) if p != "no parameters table"]
-    assert "<table" in dom and problems == [], problems
+    problems = [p for p in page_problems(dom) if p != "no parameters table"] + layout_problems(dom)
+    assert "<table" in dom and "<img" in dom, "results.html: no table or no figure"
+    if problems:
+        failures[results.name] = problems
+    assert failures == {}, "\n".join(f"{name}: {p}" for name, found in failures.items() for p in found)
 
 
 def test_attribution_shards_as_jobs_merge_to_the_chapter_store(smoke_run):

@@ -3,6 +3,9 @@
     kn run PARAMS [-p KEY VALUE]... [--no-book]                  every chapter for one model, then the book
     kn chapter PARAMS CH [CH ...] [-p KEY VALUE]... [--no-book]  only these chapters (04, 4 or 04_land), then the book
     kn book                                                      build the book from the runs present
+    kn submit PARAMS --shards N [--partition P] [--gpus-per-task G] [--cpus-per-task C] [--time T] [--wait]
+                                                                 the same on a SLURM cluster: chapter 1, the attribution
+                                                                 as an array of N shards, then the rest (kn.submit)
     kn bench [ARGS...]                                           benchmarks/attribution_speed.py ARGS
 
 `-p KEY VALUE` overrides one parameter of PARAMS for this execution: KEY is a key of kn.params.StudyParams, VALUE is read
@@ -24,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from . import runner
+from . import runner, submit
 from .errors import BadInput
 from .params import project_root
 
@@ -84,6 +87,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hidden_options(book)
     book.set_defaults(func=_book)
 
+    cluster = sub.add_parser(
+        "submit", help="run the study on a SLURM cluster: the attribution as an array of shards, then the rest",
+        description="Submit PARAMS to a SLURM cluster with sbatch: chapter 1 (when the run has no prompts yet), the "
+                    "attribution as an array of N tasks (one shard each, all writing into the run's store), then a job "
+                    "that runs chapters 2-6 and the book once every task has succeeded. The jobs run a snapshot of the "
+                    "committed code (<run>/slurm/code-<commit>), whatever the checkout holds when they start. Run it "
+                    "again after a failure: only the prompts still missing are computed. Needs the run folder on a "
+                    "file system the nodes share, and this project's environment at the same path on the nodes.",
+        epilog="Prints the job ids, how to follow them, and records them in <run>/slurm/submit.json. Exit status: 0 "
+               "submitted (with --wait: every job completed); 1 a job failed (named, with its log); 2 bad input.")
+    cluster.add_argument("params", metavar="PARAMS", help="params/<model>.yaml")
+    cluster.add_argument("--shards", type=int, required=True, metavar="N", help="array tasks (shards of the prompts)")
+    cluster.add_argument("--partition", metavar="P", help="the partition of every job (default: the cluster's)")
+    cluster.add_argument("--gpus-per-task", type=int, default=0, metavar="G",
+                         help="GPUs per job (--gres=gpu:G); default 0: CPU jobs, no GPU requested")
+    cluster.add_argument("--cpus-per-task", type=int, metavar="C",
+                         help="CPUs per job, its torch threads (default: the cluster's, usually 1)")
+    cluster.add_argument("--time", metavar="T", help="time limit of each job, as sbatch reads it (e.g. 8:00:00)")
+    cluster.add_argument("--wait", action="store_true",
+                         help="block until the last job ends; exit 1 naming any job that failed and its log")
+    cluster.add_argument("--allow-dirty", action="store_true",
+                         help="submit HEAD although tracked files have uncommitted changes (they are left out)")
+    cluster.add_argument("--book-root", default=None, help=argparse.SUPPRESS)
+    cluster.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    cluster.set_defaults(func=_submit)
+
     sub.add_parser("bench", help=f"measure attribution speed ({BENCH_SCRIPT}; arguments passed through)",
                    description=f"Run {BENCH_SCRIPT} with the remaining arguments, unchanged "
                                f"(`kn bench -- --help` shows its own options).",
@@ -97,6 +126,32 @@ def _run(args) -> int:
     runner.execute_chapters(args.params, chapters, overrides=overrides, book_root=args.book_root,
                             notebooks_dir=args.notebooks)
     return 0 if args.no_book else _book(args)
+
+
+def _submit(args) -> int:
+    submission = submit.submit(args.params, args.shards, partition=args.partition, gpus_per_task=args.gpus_per_task,
+                               cpus_per_task=args.cpus_per_task, time_limit=args.time, allow_dirty=args.allow_dirty,
+                               book_root=args.book_root)
+    if not args.wait:
+        return 0
+    try:
+        failures = submit.wait(submission, poll_seconds=args.poll_seconds)
+    except KeyboardInterrupt:
+        print(f"kn submit: stopped waiting; the jobs go on (scancel {' '.join(submission['jobs'].values())} stops "
+              "them)", file=sys.stderr, flush=True)
+        raise
+    for line in failures:
+        print(f"kn submit: {line}", file=sys.stderr, flush=True)
+    if failures:
+        options = [(flag, value) for flag, value in (("--partition", args.partition), ("--time", args.time),
+                   ("--gpus-per-task", args.gpus_per_task or None), ("--cpus-per-task", args.cpus_per_task))
+                   if value is not None]
+        again = " ".join(["kn submit", args.params, "--shards", str(args.shards), *(f"{f} {v}" for f, v in options)])
+        print(f"kn submit: once the cause is fixed, `{again}` again computes only the prompts still missing, "
+              "then runs the later chapters", file=sys.stderr, flush=True)
+        return 1
+    print("kn submit: every job completed", flush=True)
+    return 0
 
 
 def _book(args) -> int:

@@ -6,7 +6,10 @@ API
         "Parameters of this run" table
     Chapter(name, params, origin, run, started);  .seconds() -> float;  .record(summary) writes it and the params
     parameters_table(params, origin, chapter) -> DataFrame   value and source of each of the chapter's keys
-    show_table(frame, formats=None, *, caption=None)          numbers formatted per column, "–" for missing
+    show_table(frame, formats=None, *, caption=None)          numbers formatted per column, "–" for missing;
+        headers in words (HEADERS), numbers right-aligned on one line with their intervals, and a table too wide for
+        the book's text column (TEXT_COLUMN_PX) shown as several, each repeating the row labels
+    HEADERS                                                   code names of columns -> words (and the paper's symbol)
     fmt(value, spec) -> str                                   one cell: Interval, nan and plain numbers
     figure(fig, caption)                                      the figure as an HTML <figure> with its caption
     conclusion(claims, *, title="What this run shows")        the chapter's verdicts as one paragraph, then one line
@@ -22,6 +25,7 @@ import base64
 import io
 import logging
 import math
+import re
 import sys
 import time
 import warnings
@@ -36,7 +40,7 @@ from .stats import Interval
 from .store import RunFolder
 
 __all__ = ["open_chapter", "Chapter", "parameters_table", "show_table", "fmt", "figure", "conclusion",
-           "relative_path", "STYLE", "LibraryLog"]
+           "relative_path", "STYLE", "LibraryLog", "HEADERS", "TEXT_COLUMN_PX"]
 
 STYLE = {"style": "whitegrid", "context": "notebook", "palette": "deep"}
 _FIRST = "01_data_adaptation"
@@ -216,17 +220,146 @@ def fmt(value, spec: str = "{:.2f}") -> str:
     return str(value)
 
 
-def _styled(frame: pd.DataFrame, caption: str | None = None):
+# Column names the library's frames carry, in words, with the papers' symbol where they have one.
+HEADERS = {
+    # overlap of sets (kn.detectors.OVERLAP_COLUMNS) and chapter 4's tables
+    "size": "set size (neurons)", "within": "within fact", "across_same_relation": "other fact, same relation",
+    "across_other_relation": "other relation", "fact_specific": "fact-specific (within minus same relation)",
+    "same_template_other_fact": "other fact, same template", "empty": "empty sets", "n_train_facts": "train facts",
+    "n_train_prompts": "train prompts", "setting": "optimiser",
+    "fraction": "share of train facts",
+    # LAND's Tables 4, 6, 7 and Dai et al.'s Table 2
+    "N_s": "one prompt's set, N_s", "N_u": "union of the fact's sets, N_u", "N_so": "shared by two prompts, N_so",
+    "R_so": "Jaccard of two prompts, R_so", "N_uo": "shared with the others' union, N_uo",
+    "R_uo": "Jaccard with the others' union, R_uo", "R_uo (Eq. 5)": "N_s / N_u (Eq. 5)",
+    "N_L": "LAND set, N_L", "N_Lo": "shared by two LAND sets, N_Lo", "R_Lo": "Jaccard of two LAND sets, R_Lo",
+    "L": "layers, L", "H": "neurons per layer, H", "R": "rank, R", "parameters": "parameters, L × 2 × H × R",
+    "neurons_per_fact": "refined neurons per fact", "intra_relation": "shared by two facts, same relation",
+    "inter_relation": "shared by two facts, two relations",
+    # refining, erasing, comparisons
+    "mean_size": "mean refined size", "in_range": "size in range", "ppl_before": "perplexity before",
+    "ppl_after": "perplexity after", "change_erased_relation": "change, erased relation",
+    "change_other_relations": "change, other relations", "difference": "difference [95% interval]",
+    "A": "method A", "B": "method B",
+    # chapters 1, 2 and 2b
+    "prompt_id": "prompt", "fact_id": "fact", "split_mismatch": "on both sides of the split",
+    "template_position": "template", "answer_n_tokens": "answer tokens", "jaccard_reference_mean":
+    "Jaccard vs reference, mean", "jaccard_reference_min": "Jaccard vs reference, worst prompt",
+    "jaccard_paper_mean": "Jaccard vs the paper's rule, mean", "rel_error_median": "error, median",
+    "rel_error_max": "error, worst", "completeness_gap_mean": "completeness gap, mean", "max_rel_error": "largest error",
+    "completeness_gap": "completeness gap",
+}
+# The text column of a book page at a 1300 px window (sphinx-book-theme, measured in Chromium), and the widths the
+# tables' CSS (book/_static/kn.css) gives a character and a cell's padding: a table whose narrowest layout (numbers
+# unbroken, text broken at spaces) exceeds the column is shown as several.
+TEXT_COLUMN_PX = 700
+_CHAR_PX = 7.6  # a digit at 0.8rem; letters average less
+_CELL_PX = 16  # padding either side, and a border
+
+
+_CODE_NAME = re.compile(r"[A-Za-z0-9]+(_[A-Za-z0-9]+)+")
+_SUFFIXES = {"sd": "sd over seeds", "lo": "low", "hi": "high", "mean": "mean", "min": "min", "max": "max"}
+
+
+def _header(name) -> str:
+    """A column's name in words: HEADERS' own, else a code name read in parts: its longest known head (a HEADERS key,
+    or the symbol P) in words, the rest with spaces ("N_L_paper_ratio" -> "LAND set, N_L, paper ratio", "within_sd"
+    -> "within fact, sd over seeds"); a name that is not a code name stays as it is."""
+    if not isinstance(name, str):
+        return name
+    if name in HEADERS or not _CODE_NAME.fullmatch(name):
+        return HEADERS.get(name, name)
+    parts = name.split("_")
+    for cut in range(len(parts) - 1, 0, -1):
+        head, rest = "_".join(parts[:cut]), parts[cut:]
+        if head in HEADERS or head == "P":
+            tail = _SUFFIXES.get("_".join(rest)) or " ".join(rest)
+            return f"{HEADERS.get(head, head)}, {tail}"
+    if parts[-1] in _SUFFIXES:
+        return f"{' '.join(parts[:-1])}, {_SUFFIXES[parts[-1]]}"
+    return " ".join(parts)
+
+
+def _table_html(frame: pd.DataFrame, numeric: dict, caption: str | None) -> str:
+    """The HTML of one table: cells already text, number columns classed ``kn-num`` (right-aligned, never broken),
+    text columns ``kn-text``; inline rules scoped to the table (so a notebook opened outside the book reads the same)
+    and the book's classes (kn.css)."""
+    classes = pd.DataFrame({c: ["kn-num" if numeric[c] else "kn-text"] * len(frame) for c in frame.columns},
+                           index=frame.index)
     style = frame.style.format(escape="html")  # cells such as "runs/<model>" are text, not markup
+    style = style.set_td_classes(classes).set_table_attributes('class="kn-table"')
+    rules = [{"selector": "", "props": "border-collapse: collapse; font-size: 0.8rem; margin: 0;"},
+             {"selector": "th, td", "props": "padding: 0.2rem 0.5rem; vertical-align: top; "
+                                             "border-bottom: 1px solid #dcdcdc;"},
+             {"selector": "td.kn-num", "props": "text-align: right; white-space: nowrap; "
+                                                "font-variant-numeric: tabular-nums;"},
+             {"selector": "td.kn-text", "props": "text-align: left; white-space: normal;"},
+             {"selector": "th.row_heading, th.index_name, th.blank", "props": "text-align: left; white-space: normal;"},
+             {"selector": "caption", "props": "caption-side: top; text-align: left; font-style: italic; "
+                                              "padding: 0.2rem 0;"}]
+    for j, column in enumerate(frame.columns):
+        rules.append({"selector": f"th.col_heading.col{j}",
+                      "props": f"text-align: {'right' if numeric[column] else 'left'}; vertical-align: bottom; "
+                               "white-space: normal;"})
+    style = style.set_table_styles(rules)
     if caption:
         style = style.set_caption(caption)
-    return style
+    return f'<div class="kn-table-wrap">{style.to_html()}</div>'
+
+
+def _styled(frame: pd.DataFrame, caption: str | None = None):
+    """A table of text cells (the parameters table) in the book's table style."""
+    from IPython.display import HTML
+
+    shown = frame.astype(object).map(lambda v: "" if v is None else str(v))
+    return HTML(_table_html(shown, {c: False for c in shown.columns}, caption))
+
+
+# a number as a cell shows it, with its interval: "1,536", "-0.33 [-1.40, +0.45]", "41.1% [38.7%, 43.5%]", "–"
+_NUMBER_TEXT = re.compile(r"[-+\u2212]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?(e[-+]?\d+)?%?( \[[^\]]+\])?|\u2013|")
+
+
+def _is_number(value) -> bool:
+    """A number, an Interval or a missing value, or a text that shows one (a table formatted before it came here)."""
+    if isinstance(value, str):
+        return _NUMBER_TEXT.fullmatch(value.strip()) is not None
+    if isinstance(value, Interval) or value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) or hasattr(value, "dtype") and \
+        getattr(value, "dtype").kind in "iuf"
+
+
+def _min_width(texts, numeric: bool) -> float:
+    """The narrowest width (px) a column can take: its longest cell when numbers are never broken, else its longest
+    word."""
+    longest = max((len(t) if numeric else max((len(w) for w in str(t).split()), default=0) for t in texts),
+                  default=0)
+    return longest * _CHAR_PX + _CELL_PX
+
+
+def _column_groups(shown: pd.DataFrame, numeric: dict, budget: float) -> list[list]:
+    """The columns in runs that, with the row labels, fit ``budget`` px in their narrowest layout (at least one each)."""
+    index_levels = [shown.index.get_level_values(k) for k in range(shown.index.nlevels)]
+    labels = sum(_min_width(list(map(str, level)) + [str(level.name or "")], False) for level in index_levels)
+    groups, current, used = [], [], labels
+    for column in shown.columns:
+        width = max(_min_width(shown[column], numeric[column]), _min_width([_header(column)], False))
+        if current and used + width > budget:
+            groups.append(current)
+            current, used = [], labels
+        current.append(column)
+        used += width
+    return groups + [current] if current else groups
 
 
 def show_table(frame: pd.DataFrame, formats: dict | str | None = None, *, caption: str | None = None) -> None:
     """Display ``frame`` with each column formatted by ``formats`` ({column: spec} or one spec for all; default
-    "{:.2f}"); Intervals become "mean [lo, hi]" and missing values "–"."""
-    from IPython.display import display
+    "{:.2f}"); Intervals become "mean [lo, hi]" and missing values "–". Columns of numbers are right-aligned and
+    never broken; headers read in words (HEADERS); a table whose narrowest layout is wider than the book's text column
+    is shown as several tables of consecutive columns, each with the row labels ("columns 1-3 of 5")."""
+    from IPython.display import HTML, display
 
     specs = formats if isinstance(formats, dict) else {}
     default = formats if isinstance(formats, str) else "{:.2f}"
@@ -234,10 +367,25 @@ def show_table(frame: pd.DataFrame, formats: dict | str | None = None, *, captio
     if pd.api.types.is_float_dtype(frame.index):
         shown.index = [f"{i:g}" for i in frame.index]
         shown.index.name = frame.index.name
+    numeric = {}
     for column in shown.columns:
         spec = specs.get(column, default)
+        numeric[column] = all(_is_number(v) for v in frame[column])
         shown[column] = [fmt(v, spec) for v in frame[column]]
-    display(_styled(shown, caption))
+    groups = _column_groups(shown, numeric, TEXT_COLUMN_PX)
+    for k, columns in enumerate(groups):
+        part = shown[columns]
+        part.columns = [_header(c) for c in columns]
+        part.index = part.index.set_names([_header(n) for n in part.index.names])
+        names = {_header(c): numeric[c] for c in columns}
+        label = caption
+        if len(groups) > 1:
+            first = sum(len(g) for g in groups[:k]) + 1
+            last = first + len(columns) - 1
+            where = (f"column {first} of {len(shown.columns)}" if last == first else
+                     f"columns {first}-{last} of {len(shown.columns)}")
+            label = f"{caption} ({where})" if caption else where[0].upper() + where[1:]
+        display(HTML(_table_html(part, names, label)))
 
 
 def figure(fig, caption: str) -> None:

@@ -462,8 +462,8 @@ def _publish(staged: Path, target: Path, *, root: Path, model: str, replace: dic
             if "injected-parameters" in tags:
                 cell.source = _replace_all(cell.source, replace)
         if not titled and cell.cell_type == "markdown" and cell.source.startswith("# "):
-            first, _, rest = cell.source.partition("\n")  # the book lists every model's chapters side by side
-            cell.source = f"{first} ({model})\n{rest}"
+            # the book lists every run's chapters; two runs of one model differ by their run's name
+            cell.source = _run_heading(cell.source, model, target.parent.name)
             titled = True
     meta = nb.metadata.get("papermill")
     if meta:
@@ -481,15 +481,25 @@ def _replace_all(text: str, replace: dict[str, str]) -> str:
     return text
 
 
+def _run_heading(source: str, model: str, run: str) -> str:
+    """A chapter's markdown cell with its title naming the model and the run: "# 4. LAND ... (gpt2), run gpt2-paper"."""
+    first, _, rest = source.partition("\n")
+    return f"{first} ({model}), run {run}\n{rest}"
+
+
+# what _run_heading adds, and the model alone that older runners added
+_RUN_SUFFIX = re.compile(r" \([^()]*\)(, run [^()]+)?$")
+
+
 def _title_with_model(path: Path, model: str) -> None:
-    """Name the model in the chapter's title (kept for callers of the old runner; _publish does it now)."""
+    """Name the model and the run (the page's folder) in the chapter's title (kept for callers of the old runner;
+    _publish does it now)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("# "):
-            first, _, rest = cell.source.partition("\n")
-            cell.source = f"{first} ({model})\n{rest}"
+            cell.source = _run_heading(cell.source, model, Path(path).parent.name)
             break
     nbformat.write(nb, path)
 
@@ -537,8 +547,64 @@ def prune_book_runs(book_root: str | Path | None = None) -> list[str]:
     return done
 
 
+RUNS_CAPTION = "Runs"  # the part of _toc.yml that build_book replaces by one part per run
+
+
+def _page_title(page: Path) -> str:
+    """A published chapter's title without the model and run it names (its part of the navigation names them)."""
+    import json
+
+    try:
+        cells = json.loads(page.read_text()).get("cells", [])
+    except (OSError, ValueError):
+        return page.stem
+    for cell in cells:
+        source = "".join(cell.get("source", []))
+        if cell.get("cell_type") == "markdown" and source.startswith("# "):
+            return _RUN_SUFFIX.sub("", source.partition("\n")[0][2:].strip())
+    return page.stem
+
+
+def _run_parts(root: Path) -> list[dict]:
+    """One part of the navigation per run folder of book/runs/: captioned with the run's name, model and scale
+    (kn.results.run_title, from <root>/runs/<name>), its chapters in order under their own titles."""
+    from .results import run_title
+    from .store import RunFolder
+
+    parts = []
+    runs = root / "book" / "runs"
+    for folder in sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else ():
+        pages = sorted(folder.glob("*.ipynb"))
+        if not pages:
+            continue
+        record = root / "runs" / folder.name
+        caption = run_title(RunFolder(record) if record.is_dir() else None, folder.name)
+        parts.append({"caption": f"Run {caption}",
+                      "chapters": [{"file": page.relative_to(root).with_suffix("").as_posix(),
+                                    "title": _page_title(page)} for page in pages]})
+    return parts
+
+
+def _book_toc(root: Path) -> Path:
+    """The book's table of contents, written to <root>/book/generated/_toc.yml: <root>/_toc.yml with its part
+    captioned RUNS_CAPTION (a glob over every run's pages) replaced by one part per run (_run_parts)."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    parts = []
+    for part in toc.get("parts", []):
+        parts += _run_parts(root) if part.get("caption") == RUNS_CAPTION else [part]
+    toc["parts"] = parts
+    target = root / "book" / "generated" / "_toc.yml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("# Written by kn.runner.build_book from _toc.yml: one part per run.\n"
+                      + yaml.safe_dump(toc, sort_keys=False, allow_unicode=True))
+    return target
+
+
 def build_book(book_root: str | Path | None = None) -> Path:
-    """Execute the results page, then build the book (warnings are errors; the log is kept in book/build.log)."""
+    """Execute the results page, then build the book (warnings are errors; the log is kept in book/build.log), with
+    one part of the navigation per run (_book_toc)."""
     root = Path(book_root) if book_root else project_root()
     for line in prune_book_runs(root):
         _say(f"[book] {line}")
@@ -546,7 +612,7 @@ def build_book(book_root: str | Path | None = None) -> Path:
     build = root / "book" / "_build"
     log = root / "book" / "build.log"
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--path-output", str(root / "book"),
-           "--warningiserror", "--keep-going"]
+           "--toc", str(_book_toc(root)), "--warningiserror", "--keep-going"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     log.write_text(result.stdout + result.stderr)
     if result.returncode != 0 or not (build / "html" / "index.html").is_file():
@@ -556,7 +622,8 @@ def build_book(book_root: str | Path | None = None) -> Path:
 
 
 def prepare_book_root(target: str | Path) -> Path:
-    """Copy the book's sources (config, toc, pages) to ``target``: tests build there, not in the checkout."""
+    """Copy the book's sources (config, toc, pages, static files) to ``target``: tests build there, not in the
+    checkout."""
     target = Path(target)
     src = project_root()
     for name in ("_config.yml", "_toc.yml"):
@@ -564,6 +631,8 @@ def prepare_book_root(target: str | Path) -> Path:
     (target / "book").mkdir(exist_ok=True)
     for page in (src / "book").glob("*.md"):
         shutil.copy(page, target / "book" / page.name)
+    if (src / "book" / "_static").is_dir():
+        shutil.copytree(src / "book" / "_static", target / "book" / "_static", dirs_exist_ok=True)
     return target
 
 
