@@ -388,3 +388,15 @@ def test_the_navigation_holds_one_part_per_run_titled_with_its_name(tmp_path):
     assert "The study" in parts and "Runs" not in parts
     assert parts["Run gpt2-gpu"] == [{"file": "book/runs/gpt2-gpu/04_land", "title": "4. LAND"}]
     assert parts["Run gpt2-paper"] == [{"file": "book/runs/gpt2-paper/04_land", "title": "4. LAND"}]
+
+
+def test_a_long_claim_name_does_not_widen_the_forest():
+    frame = _forest(0)
+    frame.loc[frame["claim"] == "N_uo is not N_s", "claim"] = ("LAND's overlap, at read-out (a) the paper's size, "
+                                                               "N_L = ratio x N_s, on 4 test facts and 80 training "
+                                                               "prompts (the paper: about 250,000)")
+    fig, _ = figures.claims_forest(frame, "LAND on trial (chapter 4)")
+    fig.canvas.draw()
+    width = fig.get_tightbbox(fig.canvas.get_renderer()).width  # inches, what savefig(bbox_inches="tight") keeps
+    plt.close(fig)
+    assert width < 9.5

@@ -33,6 +33,7 @@ API
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -743,7 +744,8 @@ def claims_forest(frame: pd.DataFrame, title: str):
             _percent_axis(ax)
         panels = [ax]
     else:
-        heights = [0.75 + 0.32 * int((frame["claim"] == c).sum()) for c in claims]
+        lines = [len(textwrap.wrap(f"{c}: {frame.loc[frame['claim'] == c, 'axis'].iloc[0]}", 95)) for c in claims]
+        heights = [0.55 + 0.2 * n + 0.32 * int((frame["claim"] == c).sum()) for c, n in zip(claims, lines)]
         fig, axes = _new(len(claims), 1, figsize=(9, sum(heights) + 0.4), gridspec_kw={"height_ratios": heights})
         panels = list(axes[:, 0])
         for ax, claim in zip(panels, claims):
@@ -757,7 +759,8 @@ def claims_forest(frame: pd.DataFrame, title: str):
             _forest_papers(ax, rows["paper"].iloc[0], range(len(rows)))
             ax.set_yticks(range(len(rows)), [run + _p_label(p) for run, p in zip(rows["run"], rows["p_holm"])])
             ax.set_ylim(len(rows) - 0.5, -0.5)
-            ax.set_title(f"{claim}: {rows['axis'].iloc[0]}", loc="left", fontsize="medium")
+            # a long claim name wraps inside the panel's width instead of widening the figure
+            ax.set_title(textwrap.fill(f"{claim}: {rows['axis'].iloc[0]}", 95), loc="left", fontsize="medium")
             ax.grid(axis="y", visible=False)
             ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
             if bool(rows["percent"].iloc[0]):

@@ -23,7 +23,7 @@ and KN_PROGRESS_FILE set to progress_file in the kernel's environment. Every par
 folder are checked before the first notebook starts.
 
 Where things go: each chapter executes into a staging folder. Only a chapter that completed is published: its executed
-notebook (parameters cells tagged `remove-cell`, the model in the title, paths of this machine made relative) replaces
+notebook (parameters cells tagged `remove-cell`, the model and the run's name in the title, paths of this machine made relative) replaces
 <book_root>/book/runs/<run name>/<chapter>.ipynb atomically, its seconds go to the run folder's timings.json and its
 overrides to overrides.json ({chapter: {key: value}}). A failed chapter's notebook is kept in <run_dir>/failed/ and the
 page of its last good execution stays. A failure that leaves a run folder which did not exist before (or was empty)
