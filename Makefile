@@ -12,7 +12,7 @@ ARGS ?=
 KN_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 export KN_DATA_DIR
 
-.PHONY: setup lock browser slurm test book run chapter bench clean-runs
+.PHONY: setup lock browser slurm test unit integration book-tests book run chapter bench clean-runs
 
 LOCK := requirements/lock-cpu.txt
 # Every package the study installs, at the exact versions and hashes of the lock (`make lock` regenerates it).
@@ -46,12 +46,23 @@ browser:
 # A single-node SLURM cluster for the SLURM test (Debian's slurm-wlm and munge); installed here when running as root.
 # The test starts its own daemons with a configuration in a temporary folder and stops them; nothing is enabled here.
 slurm:
-	@{ command -v slurmctld && command -v slurmd && command -v munged; } >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; } || { echo "install Debian's slurm-wlm and munge packages for the SLURM test (tests/test_slurm.py skips without them)"; }
+	@{ command -v slurmctld && command -v slurmd && command -v munged; } >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; } || { echo "install Debian's slurm-wlm and munge packages for the SLURM test (tests/book/test_slurm.py skips without them)"; }
 
 setup: $(VENV)/.installed
 
+# Three tiers (tests/unit: tiny random models, no notebook, no browser; tests/integration: the embedded model;
+# tests/book: notebooks, CLI, Chromium, SLURM). `make test` (the README's command, and CI's) runs all three.
 test: setup browser slurm
 	$(PY) -m pytest -q
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+integration: setup
+	$(PY) -m pytest -q tests/integration
+
+book-tests: setup browser slurm
+	$(PY) -m pytest -q tests/book
 
 book: setup
 	$(KN) run $(PARAMS) $(P)

@@ -1,4 +1,4 @@
-"""Speed of kn.attribution.integrated_gradients (fast kernel) against the reference, per quadrature rule and m.
+"""Speed of kn.attribution.kernel.integrated_gradients (fast kernel) against the reference, per quadrature rule and m.
 
     .venv/bin/python benchmarks/attribution_speed.py [--prompts 8] [--steps-list 20] [--rules right,left,gauss_legendre]
         [--neuron ffn_out_input] [--dtypes float32] [--batch-prompts B] [--batch-prompts-list 1]
@@ -10,14 +10,14 @@ the fast kernel (warmed up once per setting, then one call per group of B prompt
 prompt credited the group's time / B) and the reference at the same rule and m (float32, one prompt per call, timed
 once per rule and m). Reports per-prompt seconds (median, mean), the ratio reference / fast, the agreement (the
 largest |fast - reference| / largest |reference|, per prompt, the worst), peak memory (RSS from getrusage after each
-phase; CUDA max_memory_allocated per setting on a GPU), and the fast kernel's GFLOP/s from kn.attribution.model_flops
+phase; CUDA max_memory_allocated per setting on a GPU), and the fast kernel's GFLOP/s from kn.attribution.kernel.model_flops
 (the FLOP count is documented there: ~204 GFLOP for a 5-token prompt at m = 20 on SmolLM2-135M). Then batch scaling:
 the fast kernel over all prompts with each batch size of --batch-prompts-list (prompts per second), at the first rule
 and the last m. Then bfloat16 against float32: the Jaccard agreement of the coarse neuron sets (score > 0.2 * the
 prompt's largest score), from the timed runs when --dtypes has both, else from an extra bfloat16 run on
 --bf16-prompts prompts. The load average at start and end says whether other processes shared the CPU.
 
-Models (--model-config): "embedded" loads --model with kn.models.load_model (default smollm2-135m, the embedded
+Models (--model-config): "embedded" loads --model with kn.core.models.load_model (default smollm2-135m, the embedded
 SmolLM2-135M-Instruct; "gemma3-270m" needs the optional package) and its tokenizer's prompts; "gpt2", "llama-3.2-1b",
 "smollm2-135m" and "gemma3-270m" build that architecture from a literal config (LITERAL_CONFIGS) with random weights
 (seeded) on --device, and random prompts of 4-12 tokens whose targets are the model's own top tokens. Random weights
@@ -47,8 +47,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))  # kn from this checkout, installed or not
 
-from kn.attribution import (NEURON_DEFINITIONS, RULES, IGResult, integrated_gradients,  # noqa: E402
-                            model_flops, reference_integrated_gradients)
+from kn.attribution.common import NEURON_DEFINITIONS, IGResult
+from kn.attribution.kernel import integrated_gradients, model_flops
+from kn.attribution.quadrature import RULES
+from kn.attribution.reference import reference_integrated_gradients
 
 # (prompt, target continuation): simple facts, 4-12 tokens with the SmolLM2 tokenizer
 SENTENCES = [
@@ -104,11 +106,10 @@ LITERAL_CONFIGS = {
 
 
 def _literal_model(kind: str, device: str, seed: int = 0):
-    """A kn.models.LoadedModel of LITERAL_CONFIGS[kind] with random weights (seeded), float32, built on ``device``."""
+    """A kn.core.models.LoadedModel of LITERAL_CONFIGS[kind] with random weights (seeded), float32, built on ``device``."""
+    from kn.core.adapters import adapter_for
+    from kn.core.models import LoadedModel
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from kn.adapters import adapter_for
-    from kn.models import LoadedModel
 
     model_type, kwargs = LITERAL_CONFIGS[kind]
     config = AutoConfig.for_model(model_type, **kwargs)
@@ -231,7 +232,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--model-config", default="embedded", choices=["embedded", *LITERAL_CONFIGS],
                     help="embedded: load --model; otherwise that architecture with random weights (default embedded)")
-    ap.add_argument("--model", default="smollm2-135m", help="kn.models.load_model name for --model-config embedded")
+    ap.add_argument("--model", default="smollm2-135m", help="kn.core.models.load_model name for --model-config embedded")
     ap.add_argument("--prompt-file", default=None, help="a table with columns prompt, target (default: built in)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -252,7 +253,7 @@ def main(argv=None) -> dict:
 
     load_start = os.getloadavg()
     if args.model_config == "embedded":
-        from kn.models import load_model
+        from kn.core.models import load_model
 
         loaded = load_model(args.model, device=args.device)
         prompts = _text_prompts(loaded.tokenizer, args.prompts, args.prompt_file)

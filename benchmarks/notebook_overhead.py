@@ -34,8 +34,8 @@ SCORE = textwrap.dedent('''
     torch.set_num_threads({threads})
     sys.path.insert(0, {bench!r})
     from attribution_speed import SENTENCES
-    from kn.models import load_model
-    from kn.store import AttributionStore
+    from kn.core.models import load_model
+    from kn.attribution.store import AttributionStore
     loaded = load_model("smollm2-135m")
     pairs = SENTENCES[:{n}]
     ids = [torch.tensor(loaded.tokenizer(p).input_ids) for p, _ in pairs]
@@ -62,7 +62,7 @@ def run_way(way: str, n: int, threads: int, work: Path) -> dict:
                           store=str(store), result=str(result))
     env = dict(os.environ)
     if way == "tqdm-cell":
-        env.pop("KN_PROGRESS_FILE", None)  # kn.progress then draws tqdm.auto in the cell
+        env.pop("KN_PROGRESS_FILE", None)  # kn.base.progress then draws tqdm.auto in the cell
     else:
         env["KN_PROGRESS_FILE"] = str(work / f"{way}.progress")
     if way == "plain":

@@ -25,6 +25,6 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def embedded():
     """The embedded SmolLM2-135M, loaded once (float32, CPU)."""
-    from kn.models import load_model
+    from kn.core.models import load_model
 
     return load_model("smollm2-135m")

@@ -1,7 +1,7 @@
-"""`python -m kn ...` is the `kn` command (kn.cli)."""
+"""`python -m kn ...` is the `kn` command (kn.book.cli)."""
 
 import sys
 
-from .cli import main
+from kn.book.cli import main
 
 sys.exit(main())

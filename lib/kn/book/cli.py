@@ -1,0 +1,216 @@
+"""kn: the study's command line (also `python -m kn`).
+
+    kn run PARAMS [-p KEY VALUE]... [--no-book]                  every chapter for one model, then the book
+    kn chapter PARAMS CH [CH ...] [-p KEY VALUE]... [--no-book]  only these chapters (04, 4 or 04_land), then the book
+    kn book                                                      build the book from the runs present
+    kn submit PARAMS --shards N [--partition P] [--gpus-per-task G] [--cpus-per-task C] [--time T] [--wait]
+                                                                 the same on a SLURM cluster: chapter 1, the attribution
+                                                                 as an array of N shards, then the rest (kn.book.submit)
+    kn bench [ARGS...]                                           benchmarks/attribution_speed.py ARGS
+
+`-p KEY VALUE` overrides one parameter of PARAMS for this execution: KEY is a key of kn.base.params.StudyParams, VALUE is read
+as YAML (2.0 a float, null None, "[P36, P103]" a list, true a bool) and checked like the YAML's own keys. The run folder
+records the overrides of each chapter in overrides.json.
+
+Exit status: 0 done; 2 bad input (an unknown key, a bad value, a missing params file or data folder, an unknown model or
+chapter), reported as one line `kn: error: ...` on stderr; 1 anything else, with its traceback; 130 interrupted.
+
+Hidden options for the tests: --book-root DIR (where book/ lives; default the checkout) and --notebooks DIR (the chapters'
+folder; default notebooks/).
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+
+from kn.base.errors import BadInput
+from kn.base.params import project_root
+from kn.book import build, runner, submit
+
+BENCH_SCRIPT = "benchmarks/attribution_speed.py"
+
+
+def _one_line(message: str, keep: int = 4) -> str:
+    """A possibly multi-line message as one line (long listings shortened)."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if len(lines) > keep + 1:
+        lines = lines[:keep - 1] + [f"... ({len(lines) - keep} more)"] + lines[-1:]
+    return " ".join(lines)
+
+
+def error(message: str) -> int:
+    """Report bad input the way a command-line user expects: one line on stderr, exit status 2."""
+    print(f"kn: error: {_one_line(message)}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", dest="overrides", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="override one parameter of PARAMS (VALUE read as YAML); repeatable")
+    parser.add_argument("--no-book", action="store_true", help="execute only; do not build the book")
+    _add_hidden_options(parser)
+
+
+def _add_hidden_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--book-root", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--notebooks", default=None, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kn", description="Run the knowledge-neurons study's chapters for a model and build the book.",
+        epilog="Exit status: 0 done, 2 bad input (one line on stderr), 1 a failure. `kn COMMAND --help` for more.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="execute every chapter for a params file, then build the book",
+                         description="Execute every chapter for PARAMS, then build the book.")
+    run.add_argument("params", metavar="PARAMS", help="params/<model>.yaml")
+    _add_run_options(run)
+    run.set_defaults(func=_run)
+
+    chapter = sub.add_parser("chapter", help="execute only the given chapters again, then build the book",
+                             description="Execute only the given chapters for PARAMS (reusing what earlier chapters "
+                                         "wrote to the run folder), then build the book.")
+    chapter.add_argument("params", metavar="PARAMS", help="params/<model>.yaml")
+    chapter.add_argument("chapters", metavar="CH", nargs="+", help=f"a chapter: 04, 4 or 04_land ({', '.join(runner.CHAPTERS)})")
+    _add_run_options(chapter)
+    chapter.set_defaults(func=_run)
+
+    book = sub.add_parser("book", help="build the book from the runs present",
+                          description="Build the book (book/_build/html) from the executed chapters in book/runs/.")
+    _add_hidden_options(book)
+    book.set_defaults(func=_book)
+
+    cluster = sub.add_parser(
+        "submit", help="run the study on a SLURM cluster: the attribution as an array of shards, then the rest",
+        description="Submit PARAMS to a SLURM cluster with sbatch: chapter 1 (when the run has no prompts yet), the "
+                    "attribution as an array of N tasks (one shard each, all writing into the run's store), then a job "
+                    "that runs chapters 2-6 and the book once every task has succeeded. The jobs run a snapshot of the "
+                    "committed code (<run>/slurm/code-<commit>), whatever the checkout holds when they start. Run it "
+                    "again after a failure: only the prompts still missing are computed. Needs the run folder on a "
+                    "file system the nodes share, and this project's environment at the same path on the nodes.",
+        epilog="Prints the job ids, how to follow them, and records them in <run>/slurm/submit.json. Exit status: 0 "
+               "submitted (with --wait: every job completed); 1 a job failed (named, with its log); 2 bad input.")
+    cluster.add_argument("params", metavar="PARAMS", help="params/<model>.yaml")
+    cluster.add_argument("--shards", type=int, required=True, metavar="N", help="array tasks (shards of the prompts)")
+    cluster.add_argument("--partition", metavar="P", help="the partition of every job (default: the cluster's)")
+    cluster.add_argument("--gpus-per-task", type=int, default=0, metavar="G",
+                         help="GPUs per job (--gres=gpu:G); default 0: CPU jobs, no GPU requested")
+    cluster.add_argument("--cpus-per-task", type=int, metavar="C",
+                         help="CPUs per job, its torch threads (default: the cluster's, usually 1)")
+    cluster.add_argument("--time", metavar="T", help="time limit of each job, as sbatch reads it (e.g. 8:00:00)")
+    cluster.add_argument("--wait", action="store_true",
+                         help="block until the last job ends; exit 1 naming any job that failed and its log")
+    cluster.add_argument("--allow-dirty", action="store_true",
+                         help="submit HEAD although tracked files have uncommitted changes (they are left out)")
+    cluster.add_argument("--book-root", default=None, help=argparse.SUPPRESS)
+    cluster.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    cluster.set_defaults(func=_submit)
+
+    sub.add_parser("bench", help=f"measure attribution speed ({BENCH_SCRIPT}; arguments passed through)",
+                   description=f"Run {BENCH_SCRIPT} with the remaining arguments, unchanged "
+                               f"(`kn bench -- --help` shows its own options).",
+                   usage="kn bench [ARGS...]")
+    return parser
+
+
+def _run(args) -> int:
+    overrides = runner.parse_overrides(args.overrides)
+    chapters = getattr(args, "chapters", None)
+    runner.execute_chapters(args.params, chapters, overrides=overrides, book_root=args.book_root,
+                            notebooks_dir=args.notebooks)
+    return 0 if args.no_book else _book(args)
+
+
+def _submit(args) -> int:
+    submission = submit.submit(args.params, args.shards, partition=args.partition, gpus_per_task=args.gpus_per_task,
+                               cpus_per_task=args.cpus_per_task, time_limit=args.time, allow_dirty=args.allow_dirty,
+                               book_root=args.book_root)
+    if not args.wait:
+        return 0
+    try:
+        failures = submit.wait(submission, poll_seconds=args.poll_seconds)
+    except KeyboardInterrupt:
+        print(f"kn submit: stopped waiting; the jobs go on (scancel {' '.join(submission['jobs'].values())} stops "
+              "them)", file=sys.stderr, flush=True)
+        raise
+    for line in failures:
+        print(f"kn submit: {line}", file=sys.stderr, flush=True)
+    if failures:
+        options = [(flag, value) for flag, value in (("--partition", args.partition), ("--time", args.time),
+                   ("--gpus-per-task", args.gpus_per_task or None), ("--cpus-per-task", args.cpus_per_task))
+                   if value is not None]
+        again = " ".join(["kn submit", args.params, "--shards", str(args.shards), *(f"{f} {v}" for f, v in options)])
+        print(f"kn submit: once the cause is fixed, `{again}` again computes only the prompts still missing, "
+              "then runs the later chapters", file=sys.stderr, flush=True)
+        return 1
+    print("kn submit: every job completed", flush=True)
+    return 0
+
+
+def _book(args) -> int:
+    started = time.perf_counter()
+    print("[book] building", flush=True)
+    index = build.build_book(args.book_root)
+    try:
+        index = index.relative_to(project_root())
+    except ValueError:
+        pass
+    print(f"[book] built in {time.perf_counter() - started:.0f} s: {index}", flush=True)
+    return 0
+
+
+def bench(arguments: list[str]) -> int:
+    script = project_root() / BENCH_SCRIPT
+    if not script.is_file():
+        print(f"kn: {BENCH_SCRIPT} is not there: `kn bench` runs from a checkout of the project", file=sys.stderr)
+        return 1
+    if arguments[:1] == ["--"]:
+        arguments = arguments[1:]
+    return subprocess.run([sys.executable, str(script), *arguments], cwd=project_root()).returncode
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and argv[1:] not in (["-h"], ["--help"]):
+        return bench(argv[1:])  # every argument belongs to the benchmark
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error (2): argparse has printed it
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    previous = _exit_on_sigterm()
+    try:
+        return args.func(args)
+    except BadInput as err:  # raised in this process: a parameter, a chapter name, the data folder
+        return error(str(err))
+    except runner.ChapterFailed as err:
+        if err.bad_input:  # raised inside the chapter's kernel, but the user's input is to blame
+            return error(f"{err.chapter}: {err.evalue}" + (f"; {err.keep_error}" if err.keep_error else ""))
+        raise  # a bug: its traceback (and the kernel's) shows, exit status 1
+    except KeyboardInterrupt:
+        print("kn: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm():
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the runner removes what a failed run must not leave."""
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

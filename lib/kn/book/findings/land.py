@@ -1,0 +1,226 @@
+"""kn.book.findings.land: chapter 4's tables (Tables 6 and 7, the detectors, operating points, seeds, the near-constant
+test, consistency) and its summary."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from kn.base import paper
+from kn.base.stats import Interval, compare, paired_difference, reaches
+from kn.book.findings.common import _holds, interval_table
+from kn.book.findings.overlap import _OVERLAP, overlap_rows
+from kn.book.summaries import Claim, LandSummary
+from kn.experiments.land_operating import DETECTORS, VERDICTS
+
+
+def detector_sets_table(study) -> pd.DataFrame:
+    """The per-prompt sets chapters 5 and 6 use: LAND (every prompt), the relation prior and the nearest neighbour (test
+    prompts), as rows (prompt_id, method, neuron_ids)."""
+    rows = []
+    for method in ("land", "relation_prior", "nearest_neighbour"):
+        for prompt_id, s in study.sets[method].items():
+            rows.append({"prompt_id": prompt_id, "method": method, "neuron_ids": np.array(sorted(s), dtype=np.int64)})
+    return pd.DataFrame(rows)
+
+
+def table6(study) -> pd.DataFrame:
+    """LAND's Table 6 beside this run's detector: L, H, R, parameters (= L x 2 x H x R)."""
+    d = study.detector
+    ours = pd.DataFrame([{"L": d.n_layers, "H": d.n_neurons, "R": d.rank, "parameters": d.n_parameters}], index=["ours"])
+    return pd.concat([paper.LAND_TABLE6, ours])
+
+
+def table7(prompts: pd.DataFrame, coarse: dict, land_sets: dict, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """LAND's Table 7 rows beside ours on the test facts: coarse sets (N_s, N_so, R_so) and LAND sets (N_L, N_Lo,
+    R_Lo), means over facts with bootstrap intervals."""
+    test = prompts[prompts["split"] == "test"]
+    before = interval_table(overlap_rows(test, coarse), ["N_s", "N_so", "R_so"], n_boot=n_boot, seed=seed)
+    after = interval_table(overlap_rows(test, land_sets), ["N_s", "N_so", "R_so"], n_boot=n_boot, seed=seed)
+    rows = {source: {"N_s": t4["N_s"], "N_so": t4["N_so"], "R_so": t4["R_so"], **paper.LAND_TABLE7.loc[source]}
+            for (source, t4) in paper.LAND_TABLE4.iterrows()}
+    rows["ours, test facts"] = {**before, "N_L": after["N_s"], "N_Lo": after["N_so"], "R_Lo": after["R_so"]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def land_case_table(prompts: pd.DataFrame, coarse: dict, land_sets: dict, n_neurons: int, fact: str = "",
+                    n_prompts: int = 3, n_shown: int = 12) -> pd.DataFrame:
+    """Table 8: three prompts of one test fact (``fact``, else the one answered best), coarse and LAND set sizes and
+    the LAND neurons (layer, index), * where all three share one."""
+    test = prompts[prompts["split"] == "test"]
+    fact = fact or test.groupby("fact_id")["correct"].mean().idxmax()
+    case = prompts[prompts["fact_id"] == fact].head(n_prompts)
+    shared = frozenset.intersection(*[land_sets[p] for p in case["prompt_id"]])
+    rows = []
+    for prompt_id, prompt in zip(case["prompt_id"], case["prompt"]):
+        ids = sorted(land_sets[prompt_id])
+        text = ", ".join(f"({i // n_neurons}, {i % n_neurons}){'*' if i in shared else ''}" for i in ids[:n_shown])
+        rows.append({"prompt": prompt, "coarse size": len(coarse[prompt_id]), "LAND size": len(ids),
+                     "LAND neurons (layer, index)": text + (" ..." if len(ids) > n_shown else "")})
+    return pd.DataFrame(rows).set_index("prompt")
+
+
+def detector_table(study, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Every detector on the test facts: size and overlaps with bootstrap intervals over facts."""
+    return pd.DataFrame.from_dict({DETECTORS[m]: interval_table(study.overlap[m], _OVERLAP, n_boot=n_boot, seed=seed)
+                                   for m in DETECTORS if m in study.overlap}, orient="index")
+
+
+_LAND_PAIRS = (("land", "relation_prior"), ("land", "nearest_neighbour"), ("land", "coarse"), ("land", "constant"),
+               ("oracle", "land"))
+
+
+def detector_comparisons(study, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Paired differences (over test facts) of fact-specific overlap: LAND against each rule, and the oracle's
+    headroom over LAND. Columns: difference (Interval), verdict (sentence)."""
+    rows = {}
+    for a, b in _LAND_PAIRS:
+        diff = paired_difference(study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"], n_boot=n_boot,
+                                 seed=seed)
+        rows[f"{DETECTORS[a]} - {DETECTORS[b]}"] = {
+            "difference": diff, "verdict": compare(DETECTORS[a], DETECTORS[b], diff, fmt="{:.1%}")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def wording_table(wordings: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """New facts against new wordings: per (condition, method) the overlap means with intervals over facts."""
+    rows = {}
+    for (condition, method), part in wordings.groupby(["condition", "method"], sort=True):
+        rows[(condition, "LAND" if method == "land" else "coarse set")] = interval_table(
+            part, ["size", "within", "across_same_relation", "fact_specific"], n_boot=n_boot, seed=seed)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+_OPERATING_NAMES = {"paper_ratio": "(a) the paper's size, N_L = ratio x N_s", "max_within": "(b) max within-fact overlap",
+                    "fact_specific": "(c) max fact-specific (the former rule)", "topk": "(d) top-k, k = N_s"}
+
+
+def operating_point_table(seeds, columns=("size", "within", "across_same_relation", "across_other_relation",
+                                          "fact_specific")) -> pd.DataFrame:
+    """Per (read-out, method): each metric over test facts as "mean over seeds [min, max]" (n seeds)."""
+    summary = seeds.summary(list(columns))
+    rows = {}
+    for (rule, method), row in summary.iterrows():
+        cells = {}
+        for c in columns:
+            fmt = "{:.1f}" if c == "size" else "{:.1%}"
+            cells[c] = (f"{fmt.format(row[(c, 'mean')])} [{fmt.format(row[(c, 'min')])}, "
+                        f"{fmt.format(row[(c, 'max')])}]")
+        cells["seeds"] = int(row[("n_seeds", "")])
+        rows[(_OPERATING_NAMES.get(rule, rule), method)] = cells
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["read-out", "sets"])
+    return frame
+
+
+def _verdict_words(key: str) -> str:
+
+    return VERDICTS.get(key, key).replace("LAND's", "that LAND's", 1)
+
+
+def seed_holds_table(seeds) -> pd.DataFrame:
+    """Per (read-out, verdict): at how many seeds it holds, and "every seed" / "no seed" / "some seeds"."""
+    table = seeds.holds.reset_index()
+    out = pd.DataFrame({"read-out": table["rule"].map(lambda r: _OPERATING_NAMES.get(r, r)),
+                        "verdict": table["verdict"].map(lambda v: VERDICTS.get(v, v)),
+                        "holds at": [f"{int(t)} of {int(m)} seeds" for t, m in zip(table["n_true"], table["n_measured"])],
+                        "reading": ["at every seed" if e else ("at no seed" if n else "depends on the seed")
+                                    for e, n in zip(table["holds_at_every_seed"], table["holds_at_no_seed"])]})
+    return out.set_index(["read-out", "verdict"])
+
+
+def near_constant_table(seeds) -> pd.DataFrame:
+    """Per read-out, "mean over seeds [min, max]" of the means over test facts: Jaccard with the set LAND gives a generic
+    input, Jaccard with the constant set of the same size, the overlap with other relations' prompts, and the size."""
+    part = seeds.near_constant.groupby(["seed", "rule"])[["generic_jaccard", "constant_jaccard",
+                                                          "across_other_relation", "size"]].mean()
+    names = {"generic_jaccard": "Jaccard with the generic input's set", "constant_jaccard": "Jaccard with the constant set",
+             "across_other_relation": "overlap with other relations", "size": "set size (neurons)"}
+    rows = {}
+    for rule, g in part.groupby("rule", sort=False):
+        rows[_OPERATING_NAMES.get(rule, rule)] = {
+            names[c]: f"{g[c].mean():.2f} [{g[c].min():.2f}, {g[c].max():.2f}]" for c in names}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def consistency_table(seeds) -> pd.DataFrame:
+    """Per consistency class of Chen et al.'s rule: share of test facts and LAND's fact-specific gain over the coarse
+    sets at the main read-out, means over seeds."""
+    part = seeds.consistency
+    numeric = part.select_dtypes("number").columns.drop("seed", errors="ignore")
+    return part.groupby(["rule", "consistency"])[list(numeric)].mean().rename(index=_OPERATING_NAMES)
+
+
+def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame, wordings: pd.DataFrame,
+                 seconds: float, seeds=None) -> LandSummary:
+
+    n_boot, seed = params.bootstrap_samples, params.seed
+    ours = table7_frame.loc["ours, test facts"]
+    detectors = {m: interval_table(study.overlap[m], _OVERLAP, n_boot=n_boot, seed=seed) for m in study.overlap}
+    r_lo = ours["R_Lo"]
+    land_fs = detectors["land"]["fact_specific"]
+    rule = _OPERATING_NAMES.get(str(getattr(study, "operating_rule", "")), "the run's read-out")
+    scale = (f"at read-out {rule}, on {int(table7_frame.loc['ours, test facts', 'N_L'].n)} test facts and "
+             f"{study.train_pairs} training prompts (the paper: about 250,000)")
+    claims = [reaches_claim(f"LAND's overlap, {scale}", r_lo, paper.LAND_OVERLAP_CLAIM,
+                            what="R_Lo (the overlap of the LAND sets of a test fact's paraphrases) =",
+                            source="LAND (GPT-2)")]
+    if seeds is not None:
+        holds = seeds.holds.reset_index()
+        for r in holds[holds["rule"] == getattr(study, "operating_rule", "")].itertuples():
+            every = "holds at every seed" if r.holds_at_every_seed else (
+                "holds at no seed" if r.holds_at_no_seed else f"holds at {r.n_true} of {r.n_measured} seeds")
+            claims.append(Claim(f"over seeds: {r.verdict}", f"Over {r.n_seeds} seeds of the detector pipeline, "
+                                f"{_verdict_words(r.verdict)} {every}.", None,
+                                True if r.holds_at_every_seed else (False if r.holds_at_no_seed else None)))
+    land_specific = Claim(
+        "LAND is specific to the fact",
+        f"LAND's fact-specific overlap (within-fact minus same-relation across-fact) is {land_fs.format('{:.1%}')}: "
+        + ("its sets depend on the fact beyond its relation." if land_fs.excludes_zero and land_fs.mean > 0 else
+           "not distinguishable here from a set fixed per relation."), land_fs, _holds(land_fs))
+    claims.append(land_specific)
+    for a, b in _LAND_PAIRS[:2]:
+        diff = paired_difference(study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"], n_boot=n_boot,
+                                 seed=seed)
+        claims.append(Claim(f"LAND beats the {DETECTORS[b].lower()}",
+                            "On fact-specific overlap, " + compare(DETECTORS[a], DETECTORS[b], diff, fmt="{:.1%}"),
+                            diff, _holds(diff)))
+    trend = curve[curve["setting"] == "this run's"].sort_values("n_train_prompts")
+    if len(trend) >= 2:
+        first, last = trend.iloc[0], trend.iloc[-1]
+        claims.append(Claim("more data helps",
+                            f"From {int(first['n_train_prompts'])} to {int(last['n_train_prompts'])} training prompts, "
+                            f"LAND's within-fact overlap on test facts moves from {first['within']:.1%} to "
+                            f"{last['within']:.1%} and its fact-specific overlap from {first['fact_specific']:.1%} to "
+                            f"{last['fact_specific']:.1%} (means over {int(last.get('n_seeds', 1))} seed(s) per size, "
+                            "P re-chosen on validation facts at each size); the paper had about 250,000 training "
+                            "prompts.", None, None))
+    table = wording_table(wordings, n_boot=n_boot, seed=seed)
+    if ("new facts", "LAND") in table.index and ("new wordings", "LAND") in table.index:
+        facts_fs, words_fs = table.loc[("new facts", "LAND"), "fact_specific"], table.loc[("new wordings", "LAND"),
+                                                                                          "fact_specific"]
+        claims.append(Claim("new wordings against new facts",
+                            f"LAND's fact-specific overlap is {words_fs.format('{:.1%}')} on new wordings of train facts "
+                            f"and {facts_fs.format('{:.1%}')} on new facts.", None, None))
+    return LandSummary(
+        n_layers=study.detector.n_layers, n_neurons=study.detector.n_neurons, rank=study.detector.rank,
+        n_parameters=study.detector.n_parameters, train_pairs=study.train_pairs, threshold=float(study.hp.threshold),
+        threshold_reason=study.threshold_reason, validation_sweep=study.validation_sweep.reset_index().to_dict("records"),
+        final_loss=float(np.mean(study.losses[-20:])),
+        table7={k: ours[k] for k in ["N_s", "N_so", "R_so", "N_L", "N_Lo", "R_Lo"]}, detectors=detectors,
+        constant_k=study.constant_k, learning_curve=curve.to_dict("records"),
+        wordings={f"{c} / {m}": v for (c, m), v in table.to_dict("index").items()}, claims=claims, seconds=seconds,
+        operating_rule=str(getattr(study, "operating_rule", "")),
+        seed_points=[] if seeds is None else operating_point_table(seeds).reset_index().to_dict("records"),
+        seed_holds=[] if seeds is None else seed_holds_table(seeds).reset_index().to_dict("records"),
+        consistency=[] if seeds is None else consistency_table(seeds).reset_index().to_dict("records"))
+
+
+def reaches_claim(name: str, interval: Interval, threshold: float, *, what: str, source: str) -> Claim:
+    """A Claim that ``interval`` reaches a paper's figure (kn.base.stats.reaches): holds True above, False below, None when
+    not distinguishable."""
+    sentence = reaches(name, interval, threshold, what=what, source=source)
+    holds = None if interval.covers(threshold) or math.isnan(interval.mean) else bool(interval.lo > threshold)
+    return Claim(name, sentence, interval, holds)

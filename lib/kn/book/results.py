@@ -1,0 +1,467 @@
+"""kn.book.results: every run folder's summaries, set beside the papers' tables, and the claims they support.
+
+API
+    find_runs(runs_root) -> {run name: RunFolder}          runs whose chapter 1 finished
+    Run(name, folder, data, attribution, choices, overlap, land, amplification, editing)   typed summaries (None
+                                                            where a chapter has not run); .label
+    load_runs(runs) -> [Run]
+    data_table(runs), table4(runs), table2(runs), table6(runs), table7(runs), detectors_table(runs),
+    table9(runs), table10(runs), erasing_table(runs), choices_table(runs) -> DataFrame   papers' rows first;
+        ours as kn.base.stats.Interval ("mean [low, high]"), "–" where a source gives nothing
+    claims(runs, chapter) -> DataFrame [claim x run]: each run's verdict sentence for each claim of that chapter
+    across_models(runs) -> DataFrame [claim x (run..., "verdict")]: holds for every run, for some, for none
+    verdict(chapter, claim) -> "holds" | "does not hold" | "not distinguishable" | "differs" | None (no interval, no
+        verdict): one word per Claim, the same on the tables and the forest plots
+    forest_data(runs) -> DataFrame, one row per (family, claim, run) of a claim with an interval: family (a
+        chapter's declared family of primary contrasts, Claim.family, or the chapter's other claims), chapter,
+        primary, claim, run, mean, lo, hi, verdict, p_holm, paper ({source: the paper's value of the same quantity}),
+        bound (the claim's own threshold, else None), axis (what is measured), unit (shared by a declared family's
+        claims), percent (a fraction)
+    forest_families(runs) -> [(title, frame)]               forest_data by family, in chapter order
+    run_title(folder, name) -> str                          "<name>: <model>, <relations> relations, <facts> facts, ..."
+        (the book's navigation names each run's section with it)
+    FAMILIES                                                {chapter field: family title}
+    chapter_times(runs) -> DataFrame [run x chapter] seconds, chapters by number and short name ("4 LAND")
+    environment_table(runs) -> DataFrame [run x (python, torch, transformers, commit, against the lock)]: what each
+        run was made with (environment.json); a run made under other versions than the lock, or whose chapters were
+        made under different ones, says so
+    CHAPTER_SUMMARIES                                       {field of Run: its kn.book.summaries record}
+
+Nothing is recomputed: every number comes from a chapter's summary record (kn.book.summaries), and every sentence is the one
+the chapter itself printed (kn.book.findings.common), so the results page and the chapters cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from kn.base import paper
+from kn.base.rundir import RunFolder
+from kn.book.environment import lock_differences
+from kn.book.summaries import (
+    AmplificationSummary,
+    AttributionSummary,
+    ChoicesSummary,
+    DataSummary,
+    EditingSummary,
+    LandSummary,
+    OverlapSummary,
+)
+from kn.experiments.land_operating import DETECTORS
+
+CHAPTER_SUMMARIES = {"data": DataSummary, "attribution": AttributionSummary, "choices": ChoicesSummary,
+                     "overlap": OverlapSummary, "land": LandSummary, "amplification": AmplificationSummary,
+                     "editing": EditingSummary}
+
+
+def find_runs(runs_root: str | Path) -> dict[str, RunFolder]:
+    root = Path(runs_root)
+    if not root.is_dir():
+        return {}
+    return {p.name: RunFolder(p) for p in sorted(root.iterdir()) if (p / "data_summary.json").is_file()}
+
+
+@dataclass
+class Run:
+    name: str
+    folder: RunFolder
+    data: DataSummary
+    attribution: AttributionSummary | None = None
+    choices: ChoicesSummary | None = None
+    overlap: OverlapSummary | None = None
+    land: LandSummary | None = None
+    amplification: AmplificationSummary | None = None
+    editing: EditingSummary | None = None
+    outdated: list = None  # chapters whose record is from an older version: re-run them
+
+    @property
+    def short(self) -> str:
+        """The run's name, with its model where the name does not say it ("smoke (smollm2-135m)")."""
+        model = self.data.model.split("/")[-1].lower()
+        return self.name if model.split("-")[0] in self.name.lower() else f"{self.name} ({self.data.model})"
+
+    @property
+    def label(self) -> str:
+        """"ours, <model>" plus the run's name when it differs from the model's, and its population."""
+        model = self.data.model
+        name = "" if self.name in (model, model.split("/")[-1].lower().replace(".", "-")) else f" ({self.name})"
+        population = "known facts" if self.data.population == "known" else "all facts"
+        return f"ours, {model}{name}, {population}"
+
+
+def load_runs(runs: dict[str, RunFolder]) -> list[Run]:
+    """The runs' typed summaries. A record written by an older version of a chapter (other fields) is left out, with
+    the chapter to re-run in Run.outdated, so one stale run folder cannot stop the book."""
+    out = []
+    for name, folder in runs.items():
+        found, outdated = {}, []
+        for key, cls in CHAPTER_SUMMARIES.items():
+            try:
+                found[key] = cls.read(folder) if cls.exists(folder) else None
+            except ValueError:
+                found[key] = None
+                outdated.append(cls.CHAPTER)
+        if found["data"] is not None:
+            out.append(Run(name, folder, **found, outdated=outdated))
+    return out
+
+
+def _frame(rows: dict, columns=None) -> pd.DataFrame:
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    return frame if columns is None else frame.reindex(columns=columns)
+
+
+def data_table(runs: list[Run]) -> pd.DataFrame:
+    rows = {r.label: {"population": r.data.population + (f" ({r.data.known_rule})" if r.data.known_rule else ""),
+                      "relations": r.data.sample_relations, "train facts": r.data.sample_facts_train,
+                      "test facts": r.data.sample_facts_test, "prompts": r.data.sample_prompts,
+                      "top-1 accuracy": r.data.top1_accuracy,
+                      "to re-run": ", ".join(r.outdated or []) or "–"} for r in runs}
+    return _frame(rows)
+
+
+def table4(runs: list[Run]) -> pd.DataFrame:
+    columns = ["N_s", "N_u", "N_so", "R_so", "N_uo", "R_uo", "R_uo (Eq. 5)"]
+    rows = {source: {**row.to_dict(), "R_uo (Eq. 5)": row["N_s"] / row["N_u"]}
+            for source, row in paper.LAND_TABLE4.iterrows()}
+    for r in runs:
+        if r.overlap:
+            rows[f"{r.label}, test facts"] = {("R_uo (Eq. 5)" if k == "R_uo_eq5" else k): v
+                                              for k, v in r.overlap.table4_test.items()}
+    return _frame(rows, columns)
+
+
+def table2(runs: list[Run]) -> pd.DataFrame:
+    rows = {source: row.to_dict() for source, row in paper.DAI_TABLE2.iterrows()}
+    for r in runs:
+        if r.overlap:
+            rows[r.label] = {"neurons_per_fact": r.overlap.refined_per_fact, "intra_relation": r.overlap.intra_relation,
+                             "inter_relation": r.overlap.inter_relation}
+    return _frame(rows, list(paper.DAI_TABLE2.columns))
+
+
+def table6(runs: list[Run]) -> pd.DataFrame:
+    rows = {source: row.to_dict() for source, row in paper.LAND_TABLE6.iterrows()}
+    for r in runs:
+        if r.land:
+            rows[r.label] = {"L": r.land.n_layers, "H": r.land.n_neurons, "R": r.land.rank,
+                             "parameters": r.land.n_parameters}
+    return _frame(rows, list(paper.LAND_TABLE6.columns))
+
+
+def table7(runs: list[Run]) -> pd.DataFrame:
+    columns = ["N_s", "N_so", "R_so", "N_L", "N_Lo", "R_Lo", "LAND, other facts of the relation", "LAND, fact-specific"]
+    rows = {source: {"N_s": t4["N_s"], "N_so": t4["N_so"], "R_so": t4["R_so"], **paper.LAND_TABLE7.loc[source]}
+            for source, t4 in paper.LAND_TABLE4.iterrows()}
+    for r in runs:
+        if r.land:
+            land = r.land.detectors.get("land", {})
+            rows[f"{r.label}, test facts"] = {**r.land.table7,
+                                              "LAND, other facts of the relation": land.get("across_same_relation"),
+                                              "LAND, fact-specific": land.get("fact_specific")}
+    return _frame(rows, columns)
+
+
+def detectors_table(runs: list[Run]) -> pd.DataFrame:
+
+    rows = {}
+    for r in runs:
+        if r.land:
+            for key, metrics in r.land.detectors.items():
+                rows[(r.label, DETECTORS.get(key, key))] = metrics
+    frame = _frame(rows)
+    # the set's size and the overlaps a reader compares first, then the controls
+    first = [c for c in ("size", "within", "fact_specific", "across_same_relation", "across_other_relation")
+             if c in frame.columns]
+    frame = frame[first + [c for c in frame.columns if c not in first]]
+    if not frame.empty:
+        frame.index = pd.MultiIndex.from_tuples(frame.index, names=["run", "detector"])
+    return frame
+
+
+def _method_table(runs: list[Run], reference: pd.DataFrame, field: str, key: str) -> pd.DataFrame:
+    rows = {(f"LAND, {m}", method): row[["Same", "Related", "Unrelated"]].to_dict()
+            for (m, method), row in reference.set_index(["model", "method"]).iterrows()}
+    for r in runs:
+        summary = getattr(r, field)
+        if summary:
+            for method, by_condition in getattr(summary, key).items():
+                rows[(r.label, method)] = by_condition
+    frame = _frame(rows, ["Same", "Related", "Unrelated"])
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["source", "method"])
+    return frame
+
+
+def table9(runs: list[Run]) -> pd.DataFrame:
+    return _method_table(runs, paper.LAND_TABLE9, "amplification", "amplify")
+
+
+def table10(runs: list[Run]) -> pd.DataFrame:
+    return _method_table(runs, paper.LAND_TABLE10, "editing", "success")
+
+
+def erasing_table(runs: list[Run]) -> pd.DataFrame:
+    rows = {}
+    for r in runs:
+        if r.editing:
+            e = pd.DataFrame(r.editing.erasing)
+            for what, part in e.groupby("erased"):
+                rows[(r.label, what)] = {"relations": len(part),
+                                         "erased relation, mean change": float(part["change_erased_relation"].mean()),
+                                         "other relations, mean change": float(part["change_other_relations"].mean())}
+    frame = _frame(rows)
+    if not frame.empty:
+        frame.index = pd.MultiIndex.from_tuples(frame.index, names=["run", "erased"])
+    return frame
+
+
+def choices_table(runs: list[Run]) -> pd.DataFrame:
+    """Per run, the paper's rule and m = 1 against the converged reference, and the two neuron definitions."""
+    rows = {}
+    for r in runs:
+        if r.choices:
+            table = pd.DataFrame(r.choices.convergence).set_index(["rule", "steps"])
+            row = {"prompts": r.choices.prompts}
+            for (rule, m), label in ((("right", 20), "paper's rule"), (("right", 1), "m = 1"),
+                                     (("right", 100), "right, m = 100")):
+                if (rule, m) in table.index:
+                    row[f"Jaccard vs reference, {label}"] = float(table.loc[(rule, m), "jaccard_reference_mean"])
+            row["slow layers"] = ", ".join(map(str, r.choices.slow_layers)) or "none"
+            row["Jaccard of the two neuron definitions"] = r.choices.definitions_jaccard
+            rows[r.label] = row
+    return _frame(rows)
+
+
+def claims(runs: list[Run], chapter: str) -> pd.DataFrame:
+    """[claim x run]: the sentence each run's chapter printed for each of its claims."""
+    rows: dict = {}
+    for r in runs:
+        summary = getattr(r, chapter)
+        if summary is None:
+            continue
+        for c in summary.claims:
+            rows.setdefault(c.name, {})[r.label] = c.sentence
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+FAMILIES = {"choices": "Attribution choices (chapter 2b)", "overlap": "Overlap of paraphrases (chapter 3)",
+            "land": "LAND on trial (chapter 4)", "amplification": "Amplification (chapter 5)",
+            "editing": "Editing (chapter 6)"}
+_PAIR = re.compile(r"^(Same|Related|Unrelated): (.+) vs (.+)$")
+
+
+def _paper_difference(table: pd.DataFrame, condition: str, a: str, b: str) -> dict:
+    """{"LAND, <model>": a - b on ``condition``} from one of LAND's method tables (9 or 10), where both are in it."""
+    out = {}
+    for model, part in table.groupby("model", sort=False):
+        rows = part.set_index("method")
+        if a in rows.index and b in rows.index:
+            out[f"LAND, {model}"] = float(rows.loc[a, condition] - rows.loc[b, condition])
+    return out
+
+
+def _claim_meta(chapter: str, claim) -> dict:
+    """What a claim's interval measures (axis; unit, shared by a declared family's claims; percent), its own threshold
+    (bound) and the papers' value of the same quantity (paper), for the forest plots."""
+    name, family = claim.name, getattr(claim, "family", "") or ""
+    t4 = paper.LAND_TABLE4
+    models = [source.split(", ")[1] for source in t4.index]
+    pair = _PAIR.match(name)
+    meta = {"axis": "estimate", "percent": False}
+    if chapter == "overlap" and name == "paraphrases overlap little":
+        meta = {"axis": "R_so, Jaccard of two paraphrases' coarse sets", "percent": True, "bound": 0.5,
+                "paper": {f"LAND, {m}": float(v) for m, v in zip(models, t4["R_so"])}}
+    elif chapter == "overlap" and name == "N_uo is not N_s":
+        meta = {"axis": "N_s - N_uo, neurons of a prompt's set no other paraphrase finds", "percent": False,
+                "paper": {f"LAND, {m}": float(a - b) for m, a, b in zip(models, t4["N_s"], t4["N_uo"])}}
+    elif chapter == "overlap" and name == "refined sets share within relations":
+        d = paper.DAI_TABLE2.iloc[0]
+        meta = {"axis": "refined neurons shared, same relation minus two relations", "percent": False,
+                "paper": {"Dai et al., BERT-base": float(d["intra_relation"] - d["inter_relation"])}}
+    elif chapter == "land" and name.startswith("LAND's overlap"):  # the name may say at which read-out
+        t7 = paper.LAND_TABLE7
+        meta = {"axis": "R_Lo, Jaccard of two paraphrases' LAND sets", "percent": True,
+                "bound": paper.LAND_OVERLAP_CLAIM,
+                "paper": {f"LAND, {s.split(', ')[1]}": float(v) for s, v in t7["R_Lo"].items()}}
+    elif chapter == "land" and name == "LAND is specific to the fact":
+        meta = {"axis": "fact-specific overlap of LAND's sets (within fact minus same relation)", "percent": True}
+    elif chapter == "land" and name.startswith("LAND beats the "):
+        meta = {"axis": f"fact-specific overlap, LAND minus the {name.removeprefix('LAND beats the ')}",
+                "percent": True}
+    elif chapter == "amplification" and pair:
+        condition, a, b = pair.groups()
+        if "log" in family:  # the primary family: the facts' mean log(P after / P before); the papers report none
+            meta = {"axis": f"mean log(P after / P before) on {condition} prompts, {a} minus {b}", "percent": False,
+                    "unit": "difference in mean log(P after / P before), A minus B"}
+        else:  # an older record: mean change rates, as LAND's Table 9
+            meta = {"axis": f"mean change rate on {condition} prompts, {a} minus {b}", "percent": False,
+                    "paper": _paper_difference(paper.LAND_TABLE9, condition, a, b)}
+    elif chapter == "editing" and pair:
+        condition, a, b = pair.groups()
+        meta = {"axis": f"success rate on {condition} prompts, {a} minus {b}", "percent": True,
+                "paper": _paper_difference(paper.LAND_TABLE10, condition, a, b),
+                "unit": "difference in edit success, A minus B" if family else None}
+    elif chapter == "editing" and name.endswith("'s edit is specific"):
+        meta = {"axis": "success on Same minus success on Unrelated, net of Before", "percent": True,
+                "unit": "success on Same minus success on Unrelated (net of Before)"}
+    elif chapter == "editing" and name == "erasing is specific":
+        meta = {"axis": "erased relation's perplexity change beyond the others', refined minus random neurons",
+                "percent": True}
+    elif chapter == "choices" and name == "which neuron":
+        meta = {"axis": "P(answer) change when silenced, the papers' neurons minus pre-activations", "percent": True}
+    meta["unit"] = meta.get("unit") or meta["axis"]
+    return meta
+
+
+def verdict(chapter: str, claim) -> str | None:
+    """One word for a Claim: its verdict where it has one; else, with an interval, "not distinguishable" for a claim
+    with a direction (a declared family's contrast not significant after Holm's correction, or a claim against a
+    paper's figure whose interval covers it, whatever zero does) and, for a claim that states no direction,
+    "differs" where its interval excludes zero; None without an interval or a verdict."""
+    if claim.holds is not None:
+        return "holds" if claim.holds else "does not hold"
+    if claim.interval is None:
+        return None
+    directed = bool(getattr(claim, "family", "")) or _claim_meta(chapter, claim).get("bound") is not None
+    if not directed and claim.interval.excludes_zero:
+        return "differs"
+    return "not distinguishable"
+
+
+def _family_title(chapter: str, family: str, has_primary: bool) -> str:
+    if family:
+        return f"{family[0].upper()}{family[1:]} (the declared family, Holm-corrected)"
+    return FAMILIES[chapter] + (", further claims" if has_primary else "")
+
+
+def forest_data(runs: list[Run]) -> pd.DataFrame:
+    """One row per claim with an interval, per run (see the module docstring), in chapter order, a chapter's declared
+    family (Claim.family) first."""
+    rows = []
+    for chapter in FAMILIES:
+        for r in runs:
+            summary = getattr(r, chapter)
+            claims = summary.claims if summary else []
+            has_primary = any(getattr(c, "family", "") for c in claims)
+            for c in claims:
+                if c.interval is None or math.isnan(c.interval.mean):
+                    continue
+                meta = _claim_meta(chapter, c)
+                family = getattr(c, "family", "") or ""
+                rows.append({"family": _family_title(chapter, family, has_primary), "chapter": chapter,
+                             "primary": bool(family), "claim": c.name, "run": r.short, "mean": c.interval.mean,
+                             "lo": c.interval.lo, "hi": c.interval.hi, "verdict": verdict(chapter, c),
+                             "p_holm": getattr(c, "p_holm", None), "paper": meta.get("paper") or None,
+                             "bound": meta.get("bound"), "axis": meta["axis"], "unit": meta["unit"],
+                             "percent": meta["percent"]})
+    columns = ["family", "chapter", "primary", "claim", "run", "mean", "lo", "hi", "verdict", "p_holm", "paper",
+               "bound", "axis", "unit", "percent"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if frame.empty:
+        return frame
+    # chapters in order, a declared family before the chapter's other claims, claims as the chapter states them
+    chapter_rank = {c: i for i, c in enumerate(FAMILIES)}
+    order = {key: i for i, key in enumerate(dict.fromkeys(zip(frame["family"], frame["claim"])))}
+    frame["_order"] = [(chapter_rank[c], not p, order[(f, n)])
+                       for c, p, f, n in zip(frame["chapter"], frame["primary"], frame["family"], frame["claim"])]
+    return frame.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def forest_families(runs: list[Run]) -> list[tuple[str, pd.DataFrame]]:
+    """[(family title, its rows of forest_data)] for every family where some run has a claim with an interval: a
+    chapter's declared family of primary contrasts, and the chapter's other claims."""
+    frame = forest_data(runs)
+    return [(title, frame[frame["family"] == title].reset_index(drop=True))
+            for title in dict.fromkeys(frame["family"])]
+
+
+def run_title(folder: RunFolder | None, name: str) -> str:
+    """The run's name with its model and scale, from its chapter 1 record; the name alone where there is none."""
+    if folder is None or not DataSummary.exists(folder):
+        return name
+    try:
+        data = DataSummary.read(folder)
+    except (ValueError, OSError, KeyError):
+        return name
+    facts = data.sample_facts_train + data.sample_facts_test
+    population = "known facts" if data.population == "known" else "all facts"
+    return (f"{name}: {data.model}, {data.sample_relations} relation{'s' if data.sample_relations != 1 else ''}, "
+            f"{facts:,} {population}, {data.sample_prompts:,} prompts")
+
+
+def across_models(runs: list[Run]) -> pd.DataFrame:
+    """Each claim that carries a verdict (Claim.holds), run by run (the interval it rests on), and whether it holds
+    for every run, for some, or for none; "not distinguishable" runs are counted as neither. A claim that states no
+    direction (holds None, with an interval) reads "differs" where its interval excludes zero."""
+    rows: dict = {}
+    for r in runs:
+        for chapter in ("choices", "overlap", "land", "amplification", "editing"):
+            summary = getattr(r, chapter)
+            for c in (summary.claims if summary else []):
+                cell = verdict(chapter, c)
+                if cell is None:
+                    continue
+                if c.interval is not None:
+                    cell += f": {c.interval.format('{:.2f}')}"
+                rows.setdefault((chapter, c.name), {})[r.label] = (cell, c.holds)
+    out = {}
+    for key, by_run in rows.items():
+        verdicts = [h for _, h in by_run.values()]
+        differs = sum(text.startswith("differs") for text, _ in by_run.values())
+        if differs and all(v is None for v in verdicts):
+            out[key] = {**{run: text for run, (text, _) in by_run.items()},
+                        "across runs": f"differs in {differs} of {len(verdicts)} runs"}
+            continue
+        summary = ("holds for every run" if all(v is True for v in verdicts) else
+                   "holds for none" if all(v is not True for v in verdicts) else
+                   f"holds for {sum(v is True for v in verdicts)} of {len(verdicts)} runs")
+        out[key] = {**{run: text for run, (text, _) in by_run.items()}, "across runs": summary}
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    if not frame.empty:
+        frame.index = pd.MultiIndex.from_tuples(frame.index, names=["chapter", "claim"])
+    return frame
+
+
+_CHAPTER_NAMES = {"01_data_adaptation": "1 data", "02_attribution": "2 attribution",
+                  "02b_attribution_choices": "2b attribution choices", "03_overlap": "3 overlap", "04_land": "4 LAND",
+                  "05_amplification": "5 amplification", "06_editing": "6 editing"}
+
+
+def chapter_times(runs: dict[str, RunFolder]) -> pd.DataFrame:
+    rows = {name: run.read_json("timings") for name, run in runs.items() if run.has("timings.json")}
+    table = pd.DataFrame(rows).T
+    table = table.rename(columns=_CHAPTER_NAMES)
+    if not table.empty:
+        table["total"] = table.sum(axis=1)
+    return table.astype(float) if not table.empty else table
+
+
+def environment_table(runs: dict[str, RunFolder]) -> pd.DataFrame:
+    """One row per run: the versions its chapters recorded and how they compare with the project's lock."""
+    rows = {}
+    for name, run in runs.items():
+        records = run.read_json("environment") if run.has("environment.json") else {}
+        if not records:
+            rows[name] = {"python": "–", "torch": "–", "transformers": "–", "commit": "–",
+                          "against the lock": "not recorded (made before versions were recorded)"}
+            continue
+        def seen(get):
+            return sorted({str(get(env)) for env in records.values()})
+        torch_v = seen(lambda e: e["packages"].get("torch"))
+        transformers_v = seen(lambda e: e["packages"].get("transformers"))
+        commits = seen(lambda e: (e["commit"] or "unknown")[:10] + (" (modified)" if e.get("dirty") else ""))
+        notes = sorted({line for env in records.values() for line in lock_differences(env)})
+        mixed = [what for what, values in (("torch", torch_v), ("transformers", transformers_v), ("commit", commits))
+                 if len(values) > 1]
+        verdict = "as locked" if not notes else "other versions: " + "; ".join(notes)
+        if mixed:
+            verdict += "; chapters made under different " + " and ".join(mixed)
+        rows[name] = {"python": ", ".join(seen(lambda e: e["python"])), "torch": ", ".join(torch_v),
+                      "transformers": ", ".join(transformers_v), "commit": ", ".join(commits),
+                      "against the lock": verdict}
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -1,0 +1,408 @@
+"""kn.experiments.land_seeds: chapter 4's seeded studies over the operating points of kn.experiments.land_operating:
+every seed of the detector pipeline, the counter-example ablation, the learning curve, held-out wordings.
+
+API
+    generic_neurons(sets) -> frozenset             neurons in more than half of the given coarse sets
+    near_constant_test(read, prompts, coarse, *, train, constant, seed) -> DataFrame [test fact]: generic_jaccard,
+                                   constant_jaccard, across_other_relation, size
+    seed_study(prompts, coarse, params, n_layers, n_neurons, *, device, seeds) -> SeedStudy   everything seeded in
+                                   the detector pipeline, per seed, with verdicts that must hold at every seed
+    seed_summary(frame, by, columns) -> DataFrame  mean, sd, min, max and n_seeds over the seeds
+    counterexample_ablation(prompts, coarse, params, n_layers, n_neurons, *, device, ks, seeds) -> DataFrame per
+                                   (seed, variant): removed share, target size, P and N_L per rule (validation facts)
+    learning_curve_seeds(prompts, coarse, params, n_layers, n_neurons, *, device, seeds, fractions, schedules)
+                                   -> DataFrame per (setting, fraction, seed, rule), P re-chosen per size
+    learning_curve_summary(curve) -> DataFrame per (setting, fraction, rule): means and spread over seeds
+    learning_curve_study(study, prompts, coarse, params, *, device) -> DataFrame per (setting, fraction): the main
+                                   rule's means over seeds (columns of the former single-seed curve, plus *_sd)
+    wording_study(study, prompts, coarse, params, *, device) -> DataFrame per (condition, method, fact)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from kn.base import paper
+from kn.base.neurons import jaccard
+from kn.base.params import StudyParams
+from kn.base.stats import bootstrap_mean, paired_difference
+from kn.experiments.land_operating import (
+    OPERATING_RULES,
+    THRESHOLD_RULES,
+    VERDICTS,
+    LandStudy,
+    StudySettings,
+    _by_prompt,
+    _fit,
+    _key_fact,
+    _means,
+    _nanmean,
+    operating_points,
+    point_read_out,
+    removed_share,
+    training_data,
+    validation_split,
+)
+from kn.methods import consistency, counterexamples, detectors, land, wordings
+from kn.methods.detectors import OVERLAP_COLUMNS
+
+# --------------------------------------------------------------------------- seeds
+
+
+@dataclass
+class SeedStudy:
+    """Everything seeded in the detector pipeline, at each seed of ``seeds`` (the test facts are the same at every
+    seed). Long frames carry a ``seed`` column."""
+
+    seeds: list
+    points: pd.DataFrame  # seed, rule, P, k, n_s, target_size, validation overlap means, empty, reason
+    overlap: pd.DataFrame  # seed, rule, method (land / coarse / constant), fact_id, OVERLAP_COLUMNS: test facts
+    near_constant: pd.DataFrame  # seed, rule, fact_id, generic_jaccard, constant_jaccard, across_other_relation, size
+    per_seed: pd.DataFrame  # seed, rule, method: means over test facts of OVERLAP_COLUMNS
+    verdicts: pd.DataFrame  # seed, rule: the intervals behind VERDICTS and one boolean column per verdict
+    holds: pd.DataFrame  # [rule, verdict]: n_seeds, n_measured, n_true, holds_at_every_seed, holds_at_no_seed
+    consistency: pd.DataFrame  # seed, rule, consistency class: kn.methods.consistency.class_gain's columns (no Interval)
+    classes: pd.DataFrame  # [fact] score, consistency (kn.methods.consistency.consistency_classes)
+    consistency_threshold: float
+    removed: pd.DataFrame  # seed, removed_share, constant_k per rule
+
+    def summary(self, columns: Sequence[str] = OVERLAP_COLUMNS) -> pd.DataFrame:
+        """Mean over test facts per (rule, method), then mean, sd, min, max over seeds (:func:`seed_summary`)."""
+        return seed_summary(self.per_seed, ["rule", "method"], list(columns))
+
+
+def seed_summary(frame: pd.DataFrame, by: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by``, the mean, sd (ddof 1; nan for one seed), min and max over the rows (one per seed) of each
+    of ``columns``, and n_seeds. Returns a DataFrame indexed by ``by`` with columns (column, statistic)."""
+    grouped = frame.groupby(list(by), sort=False)[list(columns)]
+    out = grouped.agg(["mean", "std", "min", "max"]).rename(columns={"std": "sd"}, level=1)
+    out[("n_seeds", "")] = grouped.size()
+    return out
+
+
+def _verdicts(land_frame: pd.DataFrame, coarse_frame: pd.DataFrame, constant_frame: pd.DataFrame, *, n_boot: int,
+              seed: int) -> dict:
+    gain = paired_difference(land_frame["fact_specific"], coarse_frame["fact_specific"], n_boot=n_boot, seed=seed)
+    over_constant = paired_difference(land_frame["fact_specific"], constant_frame["fact_specific"], n_boot=n_boot,
+                                      seed=seed)
+    within = bootstrap_mean(land_frame["within"], n_boot=n_boot, seed=seed)
+    return {"gain_over_coarse": gain.mean, "gain_lo": gain.lo, "gain_hi": gain.hi,
+            "within": within.mean, "within_lo": within.lo, "within_hi": within.hi,
+            "gain_over_constant": over_constant.mean, "gain_over_constant_lo": over_constant.lo,
+            "land_gains_over_coarse": bool(gain.lo > 0), "land_loses_to_coarse": bool(gain.hi < 0),
+            "within_below_paper_claim": bool(within.hi < paper.LAND_OVERLAP_CLAIM),
+            "land_gains_over_constant": bool(over_constant.lo > 0)}
+
+
+def _evaluate_seed(detector, points: pd.DataFrame, prompts: pd.DataFrame, coarse: dict, fact_targets: dict,
+                   st: StudySettings):
+    """Per rule: test-fact overlap of LAND, the coarse sets and the constant set of LAND's size on the train prompts,
+    and the near-constant test. Returns (overlap rows, near-constant frames, constant sizes) keyed by rule."""
+    test = prompts[prompts["split"] == "test"]
+    train = prompts[prompts["split"] == "train"]
+    test_inputs = {p: coarse[p] for p in test["prompt_id"]}
+    train_inputs = {p: coarse[p] for p in train["prompt_id"]}
+    coarse_overlap = detectors.overlap_by_fact(test, test_inputs, seed=st.seed)
+    overlap, near, sizes = {}, {}, {}
+    for rule, point in points.iterrows():
+        read = point_read_out(detector, point)
+        if read is None:
+            continue
+        land_test = read(test_inputs)
+        k = max(1, int(round(np.mean([len(s) for s in read(train_inputs).values()]))))
+        constant = counterexamples.top_k_constant_set(fact_targets, k)
+        sizes[rule] = k
+        overlap[rule] = {"land": detectors.overlap_by_fact(test, land_test, seed=st.seed), "coarse": coarse_overlap,
+                         "constant": detectors.overlap_by_fact(test, {p: constant for p in test_inputs}, seed=st.seed)}
+        near[rule] = near_constant_test(read, test, coarse, train=train, constant=constant, seed=st.seed)
+    return overlap, near, sizes
+
+
+def seed_study(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_layers: int, n_neurons: int, *,
+               device="cpu", seeds: Sequence[int] | None = None) -> SeedStudy:
+    """At each seed s of ``seeds`` (default land_seeds): the validation split, counter-example draw and detector
+    initialisation of seed s; LAND fitted without the validation facts, the four read-outs chosen on them
+    (:func:`operating_points`), LAND trained on every train fact, and on the test facts, per read-out: LAND, the
+    coarse sets and the constant set of LAND's size; the near-constant test; LAND's gain over the coarse sets on
+    Chen et al.'s consistent and inconsistent facts (classes from the coarse sets, the threshold fitted on the train
+    facts). A verdict of :data:`VERDICTS` may be stated only where ``holds`` says it holds at every seed."""
+    st = StudySettings.from_params(params)
+    hp0 = land.LandHyperParams.from_params(params)
+    seeds = list(st.seeds if seeds is None else seeds)
+    train_facts = prompts.loc[prompts["split"] == "train", "fact_id"].unique()
+    classes, cut = consistency.consistency_classes(prompts, coarse, reference_facts=train_facts,
+                                                   score=st.consistency_score,
+                                                   threshold="otsu" if st.consistency_threshold is None
+                                                   else st.consistency_threshold)
+    points_rows, overlap_rows, near_rows, per_seed, verdicts, gains, removed = [], [], [], [], [], [], []
+    for seed in seeds:
+        hp = dataclasses.replace(hp0, seed=int(seed))
+        labelled = validation_split(prompts, st.validation_fraction, int(seed))
+        fit_detector, *_ = _fit(labelled, coarse, hp, n_layers, n_neurons, device)
+        validation = labelled[labelled["split"] == "validation"]
+        points, _ = operating_points(fit_detector, validation, coarse, st.threshold_grid, seed=st.seed,
+                                     ratio=st.operating_ratio, min_size=st.min_set_size)
+        points_rows.append(points.reset_index().assign(seed=seed))
+        detector, _, _, training_targets = _fit(prompts, coarse, hp, n_layers, n_neurons, device)
+        train = prompts[prompts["split"] == "train"]
+        prompt_targets = _by_prompt(train, training_targets, hp)
+        fact_targets = counterexamples.fact_mean_targets(prompt_targets, dict(zip(train["prompt_id"], train["fact_id"])))
+        overlap, near, sizes = _evaluate_seed(detector, points, prompts, coarse, fact_targets, st)
+        removed.append({"seed": seed, "removed_share": removed_share(train, coarse, prompt_targets),
+                        **{f"constant_k_{rule}": k for rule, k in sizes.items()}})
+        for rule, frames in overlap.items():
+            for method, frame in frames.items():
+                overlap_rows.append(frame.reset_index().assign(seed=seed, rule=rule, method=method))
+                per_seed.append({"seed": seed, "rule": rule, "method": method, **_means(frame)})
+            near_rows.append(near[rule].reset_index().assign(seed=seed, rule=rule))
+            verdicts.append({"seed": seed, "rule": rule, **_verdicts(frames["land"], frames["coarse"],
+                                                                     frames["constant"], n_boot=st.bootstrap_samples,
+                                                                     seed=st.seed)})
+            table = consistency.class_gain(frames["land"], frames["coarse"], classes["consistency"],
+                                           n_boot=st.bootstrap_samples, seed=st.seed)
+            gains.append(table.drop(columns="gain").reset_index().assign(seed=seed, rule=rule))
+    verdict_frame = pd.DataFrame(verdicts)
+    holds = {}
+    for rule, part in verdict_frame.groupby("rule", sort=False):
+        for name in VERDICTS:
+            n_true = int(part[name].sum())  # a seed where the rule found no P counts against "every seed"
+            holds[(rule, name)] = {"n_seeds": len(seeds), "n_measured": len(part), "n_true": n_true,
+                                   "holds_at_every_seed": n_true == len(seeds), "holds_at_no_seed": n_true == 0}
+    holds_frame = pd.DataFrame.from_dict(holds, orient="index")
+    holds_frame.index = holds_frame.index.set_names(["rule", "verdict"])
+    _lead = ["seed", "rule"]
+    return SeedStudy(
+        seeds=seeds, points=_first(pd.concat(points_rows, ignore_index=True), _lead),
+        overlap=_first(pd.concat(overlap_rows, ignore_index=True), _lead + ["method"]),
+        near_constant=_first(pd.concat(near_rows, ignore_index=True), _lead),
+        per_seed=pd.DataFrame(per_seed), verdicts=verdict_frame, holds=holds_frame,
+        consistency=_first(pd.concat(gains, ignore_index=True), _lead), classes=classes, consistency_threshold=cut,
+        removed=pd.DataFrame(removed))
+
+
+def _first(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
+    """``frame`` with ``columns`` moved to the front."""
+    return frame[columns + [c for c in frame.columns if c not in columns]]
+
+
+# --------------------------------------------------------------------------- counter-example ablation
+
+
+def counterexample_ablation(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_layers: int,
+                            n_neurons: int, *, device="cpu", ks: Sequence[int] | None = None,
+                            seeds: Sequence[int] | None = None) -> pd.DataFrame:
+    """The counter-example rule, ablated on the VALIDATION facts only (the test facts are not touched).
+
+    Variants: rule same_template with each k of ``ks`` (default land_counterexample_ablation: 0, 1, 2, 5) and rule
+    whole_union with params.land_counterexamples other facts (every template of each). Per seed of ``seeds``
+    (default land_seeds) and variant: the fit facts' targets (counter-examples drawn among them), LAND fitted on them,
+    and the read-outs of :func:`operating_points` on the validation facts.
+    Returns one row per (seed, variant): seed, variant, rule, k, removed_share (:func:`removed_share` on the fit
+    facts), target_size (mean neurons per target), then per threshold rule r: P_r and N_L_r (mean validation set
+    size at P_r; for paper_ratio it is ratio x N_s by construction, so P_paper_ratio carries the information), and
+    within, fact_specific, across_other_relation at paper_ratio."""
+    st = StudySettings.from_params(params)
+    hp0 = land.LandHyperParams.from_params(params)
+    ks = list(st.ablation_counterexamples if ks is None else ks)
+    variants = [(f"same_template, k={k}", "same_template", int(k)) for k in ks]
+    variants.append((f"whole_union, {hp0.counterexamples} facts x every template", "whole_union",
+                     hp0.counterexamples))
+    rows = []
+    for seed in list(st.seeds if seeds is None else seeds):
+        labelled = validation_split(prompts, st.validation_fraction, int(seed))
+        fit = labelled[labelled["split"] == "train"]
+        validation = labelled[labelled["split"] == "validation"]
+        for name, rule, k in variants:
+            hp = dataclasses.replace(hp0, counterexample_rule=rule, counterexamples=k, seed=int(seed))
+            model, _, _, targets = _fit(labelled, coarse, hp, n_layers, n_neurons, device)
+            prompt_targets = _by_prompt(fit, targets, hp)
+            points, _ = operating_points(model, validation, coarse, st.threshold_grid, seed=st.seed,
+                                         ratio=st.operating_ratio, min_size=st.min_set_size)
+            row = {"seed": seed, "variant": name, "rule": rule, "k": k,
+                   "removed_share": removed_share(fit, coarse, prompt_targets),
+                   "target_size": float(np.mean([len(ids) for ids, _ in prompt_targets.values()]))}
+            for r in THRESHOLD_RULES:
+                row[f"P_{r}"], row[f"N_L_{r}"] = float(points.loc[r, "P"]), float(points.loc[r, "size"])
+            row.update({c: float(points.loc["paper_ratio", c])
+                        for c in ("within", "fact_specific", "across_other_relation")})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- learning curve
+
+
+_CURVE_METRICS = ("size", "within", "across_same_relation", "across_other_relation", "fact_specific",
+                  "same_template_other_fact")
+
+
+def learning_curve_seeds(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_layers: int, n_neurons: int, *,
+                         device="cpu", seeds: Sequence[int] | None = None, fractions: Sequence[float] | None = None,
+                         schedules: Mapping[str, land.LandHyperParams] | None = None) -> pd.DataFrame:
+    """LAND trained on nested seeded shares of the fit facts (train facts less the validation facts), the read-out
+    re-chosen at every size on the validation facts (all four rules of :func:`operating_points`), each evaluated on
+    the test facts.
+
+    seeds: default StudySettings.learning_curve_seeds (land_curve_seeds of them); a seed fixes the validation split,
+    the counter-example draw, the nested samples (kn.methods.detectors.nested_fact_samples) and the initialisation.
+    fractions: default learning_curve_fractions. schedules: {setting: LandHyperParams}, default the paper's optimiser
+    (kn.base.paper.LAND_OPTIMISER: 3 epochs, lr 1e-4, batch 8) and this run's; their seed is replaced by each seed.
+    Targets are built once per seed over all fit facts, so a fact's target is the same at every size: only the
+    number of training facts changes.
+    Returns one row per (setting, fraction, seed, rule): setting, fraction, seed, rule, n_train_facts,
+    n_train_prompts, P, k, validation_size, and the test means of size, within, across_same_relation,
+    across_other_relation, fact_specific, same_template_other_fact (nan where the rule found no P)."""
+    st = StudySettings.from_params(params)
+    hp = land.LandHyperParams.from_params(params)
+    seeds = list(st.learning_curve_seeds if seeds is None else seeds)
+    fractions = list(st.learning_curve_fractions if fractions is None else fractions)
+    if schedules is None:
+        schedules = {"paper's optimiser": dataclasses.replace(hp, **paper.LAND_OPTIMISER), "this run's": hp}
+    test = prompts[prompts["split"] == "test"]
+    test_inputs = {p: coarse[p] for p in test["prompt_id"]}
+    rows = []
+    for seed in seeds:
+        labelled = validation_split(prompts, st.validation_fraction, int(seed))
+        fit = labelled[labelled["split"] == "train"]
+        validation = labelled[labelled["split"] == "validation"]
+        seeded = dataclasses.replace(hp, seed=int(seed))
+        pairs, targets, _ = training_data(labelled, coarse, seeded)
+        fact_of = _key_fact(fit, seeded)
+        samples = detectors.nested_fact_samples([fact_of[key] for _, key in pairs], fractions, seed=int(seed))
+        for name, schedule in schedules.items():
+            schedule = dataclasses.replace(schedule, seed=int(seed))
+            for fraction, chosen in zip(fractions, samples):
+                chosen = set(chosen)
+                sub = [(s, key) for s, key in pairs if fact_of[key] in chosen]
+                model, _ = land.train_land(sub, targets, n_layers, n_neurons, schedule, device=device)
+                points, _ = operating_points(model, validation, coarse, st.threshold_grid, seed=st.seed,
+                                             ratio=st.operating_ratio, min_size=st.min_set_size)
+                for rule, point in points.iterrows():
+                    read = point_read_out(model, point)
+                    means = (_means(detectors.overlap_by_fact(test, read(test_inputs), seed=st.seed))
+                             if read is not None else {})
+                    rows.append({"setting": name, "fraction": float(fraction), "seed": seed, "rule": rule,
+                                 "n_train_facts": len(chosen), "n_train_prompts": len(sub), "P": float(point["P"]),
+                                 "k": float(point["k"]), "validation_size": float(point["size"]),
+                                 **{m: means.get(m, float("nan")) for m in _CURVE_METRICS}})
+    return pd.DataFrame(rows)
+
+
+def learning_curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, fraction, rule) of :func:`learning_curve_seeds`' frame: n_train_facts and n_train_prompts
+    (means over seeds), and mean, sd, min, max over seeds of P and the test metrics (:func:`seed_summary`)."""
+    by = ["setting", "fraction", "rule"]
+    out = seed_summary(curve, by, ["P", *_CURVE_METRICS])
+    sizes = curve.groupby(by, sort=False)[["n_train_facts", "n_train_prompts"]].mean()
+    sizes.columns = pd.MultiIndex.from_tuples([(c, "mean") for c in sizes.columns])
+    return pd.concat([sizes, out], axis=1)
+
+
+def learning_curve_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, params: StudyParams, *,
+                         device="cpu") -> pd.DataFrame:
+    """The learning curve of the main read-out (study.operating_rule; land_operating_point where P was fixed), means
+    over the curve's seeds, one row per (setting, fraction) in the former layout: setting, fraction, n_train_facts,
+    n_train_prompts, size, within, across_same_relation, across_other_relation, fact_specific,
+    same_template_other_fact, plus <metric>_sd and n_seeds. The full frame is :func:`learning_curve_seeds`'."""
+    st = StudySettings.from_params(params)
+    rule = study.operating_rule if study.operating_rule in OPERATING_RULES else st.operating_point
+    curve = learning_curve_seeds(prompts, coarse, params, study.detector.n_layers, study.detector.n_neurons,
+                                 device=device)
+    part = curve[curve["rule"] == rule]
+    grouped = part.groupby(["setting", "fraction"], sort=False)
+    out = grouped[["n_train_facts", "n_train_prompts", *_CURVE_METRICS]].mean()
+    sd = grouped[list(_CURVE_METRICS)].std()
+    sd.columns = [f"{c}_sd" for c in sd.columns]
+    out = pd.concat([out, sd], axis=1)
+    out["n_seeds"] = grouped.size()
+    out[["n_train_facts", "n_train_prompts"]] = out[["n_train_facts", "n_train_prompts"]].round().astype(int)
+    return out.reset_index()
+
+
+# --------------------------------------------------------------------------- new facts, new wordings
+
+
+def wording_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, params: StudyParams, *,
+                  device="cpu") -> pd.DataFrame:
+    """New facts against new wordings. One template per relation is held out of every train fact (kn.methods.detectors.
+    wording_holdout); LAND is trained on the other nine, targets from the nine (the held-out wording is neither an
+    input nor part of a target, nor a counter-example). Then, per fact, the overlap of LAND's sets and of the coarse
+    sets:
+      "new facts": the test facts (kn.methods.detectors.overlap_by_fact);
+      "new wordings": each held-out prompt against its fact's seen prompts (kn.methods.detectors.heldout_overlap_by_fact).
+    Returns a long DataFrame: condition, method ("coarse" / "land"), fact_id and OVERLAP_COLUMNS."""
+    hp = study.hp
+    seed = StudySettings.from_params(params).seed
+    heldout = wordings.wording_holdout(prompts, seed=seed)
+    seen, _ = wordings.split_for_wordings(prompts, heldout)
+    if hp.counterexample_rule == "whole_union":
+        train = prompts[prompts["split"] == "train"]
+        counter = counterexamples.draw_counterexamples(train, hp.counterexamples, hp.seed)
+        targets = wordings.wording_targets(prompts, coarse, heldout, counter)
+        pairs = [(coarse[p], f) for p, f in zip(seen["prompt_id"], seen["fact_id"])]
+    else:  # counter prompts drawn among the seen prompts: same template, so never the held-out one
+        targets = counterexamples.build_prompt_targets(seen, coarse, counterexamples.counter_prompts_for(seen, hp.counterexamples, hp.seed))
+        pairs = [(coarse[p], p) for p in seen["prompt_id"]]
+    detector, _ = land.train_land(pairs, targets, study.detector.n_layers, study.detector.n_neurons, hp, device=device)
+    ids = prompts["prompt_id"].tolist()
+    land_sets = dict(zip(ids, land.land_sets(detector, [coarse[p] for p in ids], hp.threshold)))
+    test = prompts[prompts["split"] == "test"]
+    train = prompts[prompts["split"] == "train"]
+    frames = []
+    for method, sets in (("coarse", coarse), ("land", land_sets)):
+        for condition, frame in (("new facts", detectors.overlap_by_fact(test, sets, seed=seed)),
+                                 ("new wordings", detectors.heldout_overlap_by_fact(train, sets, heldout,
+                                                                                    seed=seed))):
+            frames.append(frame.reset_index().assign(condition=condition, method=method))
+    return pd.concat(frames, ignore_index=True)
+
+
+def generic_neurons(sets) -> frozenset:
+    """The neurons in more than half of ``sets`` (an iterable of coarse sets, e.g. the train prompts'): what every
+    input tends to carry, whatever its fact."""
+    sets = list(sets)
+    counts: dict = {}
+    for s in sets:
+        for i in s:
+            counts[i] = counts.get(i, 0) + 1
+    return frozenset(i for i, c in counts.items() if c > len(sets) / 2)
+
+
+_GENERIC = "__generic_input__"
+
+
+def near_constant_test(read: Callable, prompts: pd.DataFrame, coarse: dict, *, train: pd.DataFrame,
+                       constant: frozenset, seed: int) -> pd.DataFrame:
+    """How much of a detector's output is the same for every input.
+
+    read: {prompt_id: coarse set} -> {prompt_id: set} (:func:`read_out`); prompts: the test prompts (columns
+    prompt_id, fact_id, relation); train: the train prompts, whose coarse sets give the generic input (the neurons of
+    :func:`generic_neurons`); constant: the constant set of the same size (kn.methods.counterexamples.top_k_constant_set).
+    Per test fact, means over its prompts p (pairs of two empty sets skipped):
+        generic_jaccard: Jaccard of read(p) and read(generic input), the output for an input that holds no fact;
+        constant_jaccard: Jaccard of read(p) and ``constant``;
+        across_other_relation: kn.methods.detectors.overlap_by_fact's, of the read sets;
+        size: mean |read(p)|.
+    A constant detector gives 1 in the first two columns (with the matching constant) and across_other_relation 1.
+    Returns a DataFrame indexed by fact_id; attrs generic_input_size, generic_output_size, constant_size."""
+    generic = generic_neurons(coarse[p] for p in train["prompt_id"])
+    ids = prompts["prompt_id"].tolist()
+    out = read({**{p: coarse[p] for p in ids}, _GENERIC: generic})
+    generic_out = out.pop(_GENERIC)
+    overlap = detectors.overlap_by_fact(prompts, out, seed=seed)
+    per_fact: dict = {}
+    for p, f in zip(prompts["prompt_id"], prompts["fact_id"]):
+        per_fact.setdefault(f, []).append((jaccard(out[p], generic_out), jaccard(out[p], constant), len(out[p])))
+    rows = {f: {"generic_jaccard": _nanmean([v[0] for v in values]),
+                "constant_jaccard": _nanmean([v[1] for v in values]),
+                "across_other_relation": float(overlap.loc[f, "across_other_relation"]),
+                "size": float(np.mean([v[2] for v in values]))} for f, values in per_fact.items()}
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("fact_id").sort_index(key=lambda i: i.astype(str))
+    frame.attrs.update(generic_input_size=len(generic), generic_output_size=len(generic_out),
+                       constant_size=len(constant))
+    return frame
