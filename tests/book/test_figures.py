@@ -216,8 +216,8 @@ def test_forest_data_holds_each_claim_with_its_interval_verdict_and_the_papers_v
     "differs"."""
     from types import SimpleNamespace
 
-    from kn.book.results import forest_data, forest_families
     from kn.book.summaries import Claim
+    from kn.book.verdicts import forest_data, forest_families
 
     def run(name, r_lo, beats):
         overlap = SimpleNamespace(claims=[
@@ -298,8 +298,8 @@ def test_a_declared_familys_contrast_not_significant_after_holm_is_not_distingui
     (holds None) reads "not distinguishable", and its family forms its own forest, on one unit."""
     from types import SimpleNamespace
 
-    from kn.book.results import forest_families
     from kn.book.summaries import Claim
+    from kn.book.verdicts import forest_families
 
     family = "chapter 6: edit success"
     editing = SimpleNamespace(claims=[

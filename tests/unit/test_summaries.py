@@ -67,8 +67,8 @@ def test_across_models_reads_a_claim_without_direction_by_its_interval():
     from types import SimpleNamespace
 
     from kn.base.stats import Interval
-    from kn.book.results import across_models
     from kn.book.summaries import Claim
+    from kn.book.verdicts import across_models
 
     def run(label, neuron_interval, beats):
         choices = SimpleNamespace(claims=[Claim("which neuron", "", neuron_interval, None)])
