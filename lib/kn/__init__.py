@@ -5,7 +5,7 @@ by tests/unit/test_architecture.py):
 
     book          findings/  figures/  report  results  summaries  environment  runner  build  submit  cli
       |
-    experiments   convergence  definitions  land_operating  land_seeds  conditions  amplification  updates
+    experiments   convergence  definitions  land_operating  land_robustness  conditions  amplification  updates
       |
     attribution | data | methods      (independent of each other)
       quadrature common kernel reference adaptive rules store shards | download pararel population |

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from kn.base.params import StudyParams
-from kn.experiments import land_operating, land_seeds
+from kn.experiments import land_operating, land_robustness
 from kn.methods import consistency, counterexamples, land
 
 torch.set_num_threads(1)  # 2 shared cores; the problems here are tiny
@@ -226,22 +226,22 @@ def test_near_constant_test_on_a_constant_detector_gives_one():
     prompts, coarse = _problem()
     test, train = prompts[prompts["split"] == "test"], prompts[prompts["split"] == "train"]
     constant = frozenset({3, 5, 7})
-    frame = land_seeds.near_constant_test(lambda sets: {p: constant for p in sets}, test, coarse, train=train,
+    frame = land_robustness.near_constant_test(lambda sets: {p: constant for p in sets}, test, coarse, train=train,
                                           constant=constant, seed=0)
     assert len(frame) == test["fact_id"].nunique()
     assert frame["generic_jaccard"].eq(1).all() and frame["constant_jaccard"].eq(1).all()
     assert frame["across_other_relation"].eq(1).all() and frame["size"].eq(3).all()
     assert frame.attrs["constant_size"] == 3 and frame.attrs["generic_output_size"] == 3
     # the prompt's own coarse set: far from a constant set of other neurons
-    other = land_seeds.near_constant_test(lambda sets: dict(sets), test, coarse, train=train,
+    other = land_robustness.near_constant_test(lambda sets: dict(sets), test, coarse, train=train,
                                           constant=frozenset({L * H - 1}), seed=0)
     assert (other["constant_jaccard"] < 0.2).all() and other["generic_jaccard"].between(0, 1).all()
 
 
 def test_generic_neurons_are_in_more_than_half():
     sets = [frozenset({1, 2}), frozenset({1, 3}), frozenset({1, 2, 4}), frozenset({5})]
-    assert land_seeds.generic_neurons(sets) == {1}  # 2 is in exactly half: not more
-    assert land_seeds.generic_neurons([]) == frozenset()
+    assert land_robustness.generic_neurons(sets) == {1}  # 2 is in exactly half: not more
+    assert land_robustness.generic_neurons([]) == frozenset()
 
 
 # --------------------------------------------------------------------------- seeds
@@ -250,7 +250,7 @@ def test_generic_neurons_are_in_more_than_half():
 def test_seed_summary_by_hand():
     frame = pd.DataFrame({"seed": [0, 1, 2, 0, 1, 2], "rule": ["a"] * 3 + ["b"] * 3,
                           "x": [1.0, 2.0, 6.0, 0.0, 0.0, 0.0]})
-    out = land_seeds.seed_summary(frame, ["rule"], ["x"])
+    out = land_robustness.seed_summary(frame, ["rule"], ["x"])
     assert out.loc["a", ("x", "mean")] == 3.0 and out.loc["a", ("x", "sd")] == pytest.approx(np.std([1, 2, 6], ddof=1))
     assert (out.loc["a", ("x", "min")], out.loc["a", ("x", "max")]) == (1.0, 6.0)
     assert out.loc["b", ("x", "sd")] == 0 and (out[("n_seeds", "")] == 3).all()
@@ -259,7 +259,7 @@ def test_seed_summary_by_hand():
 def test_seed_study_tables_and_verdicts_at_every_seed():
     prompts, coarse = _problem()
     params = _with(_params(), land_seeds=[0, 1])
-    study = land_seeds.seed_study(prompts, coarse, params, L, H)
+    study = land_robustness.seed_study(prompts, coarse, params, L, H)
     rules, methods = list(land_operating.OPERATING_RULES), ["land", "coarse", "constant"]
     assert study.seeds == [0, 1]
     assert len(study.points) == 2 * len(rules) and set(study.points["seed"]) == {0, 1}
@@ -289,7 +289,7 @@ def test_seed_study_tables_and_verdicts_at_every_seed():
 
 def test_counterexample_ablation_on_validation_facts():
     prompts, coarse = _problem()
-    frame = land_seeds.counterexample_ablation(prompts, coarse, _params(land_counterexamples=2), L, H, ks=[0, 1, 5],
+    frame = land_robustness.counterexample_ablation(prompts, coarse, _params(land_counterexamples=2), L, H, ks=[0, 1, 5],
                                                seeds=[0])
     assert frame["variant"].tolist() == ["same_template, k=0", "same_template, k=1", "same_template, k=5",
                                          "whole_union, 2 facts x every template"]
@@ -299,7 +299,7 @@ def test_counterexample_ablation_on_validation_facts():
     assert frame["target_size"].iloc[:3].is_monotonic_decreasing and (frame["target_size"] > 0).all()
     assert {"P_paper_ratio", "N_L_paper_ratio", "P_fact_specific", "N_L_fact_specific"} <= set(frame.columns)
     # untouched by the test facts
-    again = land_seeds.counterexample_ablation(prompts, _scramble_test(prompts, coarse, 7),
+    again = land_robustness.counterexample_ablation(prompts, _scramble_test(prompts, coarse, 7),
                                                _params(land_counterexamples=2), L, H, ks=[0, 1, 5], seeds=[0])
     pd.testing.assert_frame_equal(frame, again)
 
@@ -310,7 +310,7 @@ def test_counterexample_ablation_on_validation_facts():
 def test_learning_curve_seeds_rechooses_p_per_size():
     prompts, coarse = _problem()
     params = _with(_params(), land_seeds=[0, 1, 2], land_curve_seeds=3)
-    curve = land_seeds.learning_curve_seeds(prompts, coarse, params, L, H)
+    curve = land_robustness.learning_curve_seeds(prompts, coarse, params, L, H)
     rules = list(land_operating.OPERATING_RULES)
     assert len(curve) == 2 * 2 * 3 * len(rules)  # schedules x fractions x seeds x rules
     assert set(curve["setting"]) == {"paper's optimiser", "this run's"} and set(curve["seed"]) == {0, 1, 2}
@@ -321,10 +321,10 @@ def test_learning_curve_seeds_rechooses_p_per_size():
     # P is re-chosen at every size (paper_ratio: solved per detector)
     ratio = curve[(curve["setting"] == "this run's") & (curve["rule"] == "paper_ratio")]
     assert ratio.groupby("seed")["P"].nunique().eq(2).all()
-    summary = land_seeds.learning_curve_summary(curve)
+    summary = land_robustness.learning_curve_summary(curve)
     assert (summary[("n_seeds", "")] == 3).all() and len(summary) == 2 * 2 * len(rules)
     # P comes from the validation facts: the test facts' sets changed, the chosen P stay
-    again = land_seeds.learning_curve_seeds(prompts, _scramble_test(prompts, coarse, 5), params, L, H,
+    again = land_robustness.learning_curve_seeds(prompts, _scramble_test(prompts, coarse, 5), params, L, H,
                                             seeds=[0], fractions=[1.0])
     same = curve[(curve["seed"] == 0) & (curve["fraction"] == 1.0)].reset_index(drop=True)
     np.testing.assert_array_equal(again["P"].to_numpy(), same["P"].to_numpy())

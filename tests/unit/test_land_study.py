@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from kn.base.params import StudyParams
-from kn.experiments import land_operating, land_seeds
+from kn.experiments import land_operating, land_robustness
 
 torch.set_num_threads(1)
 L, H = 2, 48
@@ -74,11 +74,11 @@ def test_learning_curve_and_wordings_run_on_the_study():
                          land_threshold_grid=[0.5, 1.0, 2.0], land_counterexamples=1,
                          learning_curve_fractions=[0.5, 1.0])
     study = land_operating.run_land_study(prompts, coarse, params, L, H)
-    curve = land_seeds.learning_curve_study(study, prompts, coarse, params)
+    curve = land_robustness.learning_curve_study(study, prompts, coarse, params)
     assert curve["setting"].tolist() == ["paper's optimiser"] * 2 + ["this run's"] * 2
     # the curve trains on the fit facts (train less 2 validation facts per relation: 12 facts, 72 prompts), mean of
     # land_curve_seeds seeds
     assert curve["n_train_prompts"].tolist() == [36, 72, 36, 72] and (curve["n_seeds"] == 3).all()
-    wordings = land_seeds.wording_study(study, prompts, coarse, params)
+    wordings = land_robustness.wording_study(study, prompts, coarse, params)
     assert set(wordings["condition"]) == {"new facts", "new wordings"} and set(wordings["method"]) == {"coarse", "land"}
     assert wordings[wordings["condition"] == "new wordings"]["fact_id"].str.startswith(("r1:", "r2:")).all()

@@ -182,14 +182,14 @@ def across_models(runs: list[Run]) -> pd.DataFrame:
     out = {}
     for key, by_run in rows.items():
         verdicts = [h for _, h in by_run.values()]
+        differs = sum(text.startswith("differs") for text, _ in by_run.values())
+        if differs and all(v is None for v in verdicts):  # a claim without a direction: no holds to count
+            out[key] = {**{run: text for run, (text, _) in by_run.items()},
+                        "across runs": f"differs in {differs} of {len(verdicts)} runs"}
+            continue
         if primary[key] == {""}:
             why = "exploratory" if key[0] in ("amplification", "editing") else "a single check of the paper"
             out[key] = {**{run: text for run, (text, _) in by_run.items()}, "across runs": f"{why}: not counted"}
-            continue
-        differs = sum(text.startswith("differs") for text, _ in by_run.values())
-        if differs and all(v is None for v in verdicts):
-            out[key] = {**{run: text for run, (text, _) in by_run.items()},
-                        "across runs": f"differs in {differs} of {len(verdicts)} runs"}
             continue
         summary = ("holds for every run" if all(v is True for v in verdicts) else
                    "holds for none" if all(v is not True for v in verdicts) else

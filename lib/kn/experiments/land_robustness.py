@@ -1,4 +1,4 @@
-"""kn.experiments.land_seeds: chapter 4's seeded studies over the operating points of kn.experiments.land_operating:
+"""kn.experiments.land_robustness: chapter 4's seeded studies over the operating points of kn.experiments.land_operating:
 every seed of the detector pipeline, the counter-example ablation, the learning curve, held-out wordings.
 
 API
