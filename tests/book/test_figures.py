@@ -321,7 +321,7 @@ def _tiny_land(epochs: int, lr: float):
     """A tiny LAND study (2 relations x 4 facts x 4 templates, L=2, H=16): what land_losses reads."""
     from types import SimpleNamespace
 
-    from kn.experiments import land_operating as land_study
+    from kn.methods import counterexamples
     from kn.methods import land
 
     rng = np.random.default_rng(0)
@@ -336,7 +336,7 @@ def _tiny_land(epochs: int, lr: float):
                 coarse[pid] = frozenset(core | set(rng.choice(32, 3, replace=False).tolist()))
     prompts = pd.DataFrame(rows)
     hp = land.LandHyperParams(rank=4, epochs=epochs, batch_size=4, lr=lr, counterexamples=1, seed=0)
-    pairs, targets, _ = land_study.training_data(prompts, coarse, hp)
+    pairs, targets, _ = counterexamples.training_data(prompts, coarse, hp)
     detector, losses = land.train_land(pairs, targets, 2, 16, hp)
     return SimpleNamespace(hp=hp, detector=detector, losses=losses), prompts, coarse, pairs, targets
 
@@ -355,6 +355,23 @@ def test_land_losses_measure_the_detector_against_the_answers_that_ignore_the_pr
     fig, caption = figures.land_training(losses)
     plt.close(fig)
     assert "fell by" in caption and "held-out test facts" in caption
+
+
+def test_the_training_figure_draws_the_validation_facts_loss_per_epoch():
+    """With the fit run's history (kn.experiments.land_operating.LandStudy.history) the figure draws the validation
+    facts' loss per epoch and its caption says whether it fell, from the numbers."""
+    study, prompts, coarse, pairs, targets = _tiny_land(epochs=4, lr=0.05)
+    study.history = pd.DataFrame({"train": [0.5, 0.4, 0.3, 0.2], "validation": [0.6, 0.5, 0.45, 0.44]},
+                                 index=pd.RangeIndex(1, 5, name="epoch"))
+    losses = figures.land_losses(study, prompts, coarse)
+    assert losses.epochs["validation"].tolist() == [0.6, 0.5, 0.45, 0.44]
+    fig, caption = figures.land_training(losses)
+    assert any("validation facts" in line.get_label() for line in fig.axes[0].get_lines())
+    plt.close(fig)
+    assert "On the validation facts" in caption and "fell from 0.6 to 0.44" in caption
+    study.history = study.history.assign(validation=[0.6, 0.6, 0.6, 0.6])
+    assert "did not move from 0.6 to 0.6" in figures.land_training(figures.land_losses(study, prompts, coarse))[1]
+    plt.close("all")
 
 
 def test_headers_read_in_words_and_preformatted_numbers_stay_numbers():

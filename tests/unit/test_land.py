@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import json
 
 import numpy as np
@@ -22,6 +23,7 @@ from kn.methods.land import (
     load_land,
     parameter_count,
     save_land,
+    mean_loss,
     train_land,
 )
 
@@ -206,6 +208,29 @@ def test_training_is_seeded_and_deterministic():
     assert l1 == l2 and len(l1) == 2 * 3  # 10 pairs, batch 4 -> 3 steps per epoch
     m3, l3 = train_land(pairs, targets, 2, 32, LandHyperParams(rank=4, epochs=2, batch_size=4, lr=1e-3, seed=12))
     assert not torch.equal(m1.encoder, m3.encoder) and l1 != l3
+
+
+def test_the_epoch_hook_sees_every_epoch_and_changes_nothing():
+    """on_epoch gets each epoch's model in eval mode; training with it equals training without it, and mean_loss on
+    the training pairs at the last epoch is the loss of the trained model (by hand, over the dense targets)."""
+    cores, pairs, targets = _synthetic(n_facts=2, prompts_per_fact=5)
+    hp = LandHyperParams(rank=4, epochs=3, batch_size=4, lr=1e-2, seed=11)
+    seen = []
+    m1, l1 = train_land(pairs, targets, 2, 32, hp,
+                        on_epoch=lambda e, m: seen.append((e, m.training, mean_loss(m, pairs, targets))))
+    m2, l2 = train_land(pairs, targets, 2, 32, hp)
+    assert [e for e, *_ in seen] == [1, 2, 3] and not any(training for _, training, _ in seen)
+    assert l1 == l2 and torch.equal(m1.encoder, m2.encoder)
+    x = torch.zeros(len(pairs), 2 * 32)
+    y = torch.zeros(len(pairs), 2 * 32)
+    for i, (inputs, key) in enumerate(pairs):
+        x[i, sorted(inputs)] = 1.0
+        ids, counts = targets[key]
+        y[i, torch.as_tensor(np.asarray(ids, np.int64))] = torch.as_tensor(np.asarray(counts, np.float32))
+    with torch.no_grad():
+        by_hand = float(((m1(x.view(-1, 2, 32)).reshape(len(pairs), -1) - y) ** 2).mean())
+    assert seen[-1][2] == pytest.approx(by_hand, rel=1e-5)
+    assert math.isnan(mean_loss(m1, [], targets))
 
 
 def test_training_learns_the_core():

@@ -70,7 +70,7 @@ def test_read_outs_never_read_test_facts():
     again = land_operating.run_land_study(prompts, _scramble_test(prompts, coarse, L * H - 1), params, L, H)
     pd.testing.assert_frame_equal(again.operating_points, points)
     # ... while the same change on the validation facts moves them: the check above would see test facts if read
-    labelled = land_operating.validation_split(prompts, params.land_validation_fraction, params.seed)
+    labelled = counterexamples.validation_split(prompts, params.land_validation_fraction, params.seed)
     val = set(labelled.loc[labelled["split"] == "validation", "prompt_id"])
     moved = land_operating.run_land_study(prompts, {p: (frozenset({L * H - 1}) if p in val else s)
                                                 for p, s in coarse.items()}, params, L, H)
@@ -83,9 +83,9 @@ def test_read_outs_never_read_test_facts():
 def test_operating_points_rules_by_construction():
     prompts, coarse = _problem()
     params = _params()
-    labelled = land_operating.validation_split(prompts, 0.25, 0)
+    labelled = counterexamples.validation_split(prompts, 0.25, 0)
     hp = land.LandHyperParams.from_params(params)
-    pairs, targets, _ = land_operating.training_data(labelled, coarse, hp)
+    pairs, targets, _ = counterexamples.training_data(labelled, coarse, hp)
     model, _ = land.train_land(pairs, targets, L, H, hp)
     validation = labelled[labelled["split"] == "validation"]
     points, sweep = land_operating.operating_points(model, validation, coarse, params.land_threshold_grid, seed=0,
@@ -168,18 +168,18 @@ def test_build_prompt_targets_by_hand():
     mean = counterexamples.fact_mean_targets(targets, dict(zip(prompts["prompt_id"], prompts["fact_id"])))
     assert mean["A"][0].tolist() == [1, 2, 3, 4] and mean["A"][1].tolist() == [1.0, 2.0, 1.0, 0.5]
     # the share of the union removed: A's union {1..4}: A#0 keeps 3 of 4, A#1 3 of 4 -> 1/4; D: 0 and 1/2 -> 1/4
-    assert land_operating.removed_share(prompts, sets, targets) == pytest.approx(0.25)
+    assert counterexamples.removed_share(prompts, sets, targets) == pytest.approx(0.25)
 
 
 def test_same_template_targets_remove_less_than_the_whole_union():
     prompts, coarse = _problem()
     train = prompts[prompts["split"] == "train"]
     hp = land.LandHyperParams(counterexamples=2, counterexample_rule="same_template")
-    per_prompt = land_operating.prompt_targets_for(train, coarse, hp)
-    union = land_operating.prompt_targets_for(train, coarse, dataclasses.replace(hp, counterexample_rule="whole_union"))
+    per_prompt = counterexamples.prompt_targets_for(train, coarse, hp)
+    union = counterexamples.prompt_targets_for(train, coarse, dataclasses.replace(hp, counterexample_rule="whole_union"))
     assert set(per_prompt) == set(union) == set(train["prompt_id"])
-    assert (land_operating.removed_share(train, coarse, per_prompt) < land_operating.removed_share(train, coarse, union))
-    pairs, targets, counter = land_operating.training_data(prompts, coarse, hp)
+    assert (counterexamples.removed_share(train, coarse, per_prompt) < counterexamples.removed_share(train, coarse, union))
+    pairs, targets, counter = counterexamples.training_data(prompts, coarse, hp)
     assert [key for _, key in pairs] == train["prompt_id"].tolist() and set(targets) == set(counter)
     with pytest.raises(ValueError, match="counterexample_rule"):
         land.LandHyperParams(counterexample_rule="everything")

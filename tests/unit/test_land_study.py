@@ -8,6 +8,7 @@ import pytest
 import torch
 from kn.base.params import StudyParams
 from kn.experiments import land_operating, land_robustness
+from kn.methods import counterexamples
 
 torch.set_num_threads(1)
 L, H = 2, 48
@@ -32,11 +33,11 @@ def _problem(n_train=8, n_test=3, relations=("r1", "r2"), seed=0):
 
 def test_validation_split_takes_train_facts_only_per_relation():
     prompts, _ = _problem()
-    labelled = land_operating.validation_split(prompts, 0.25, seed=1)
+    labelled = counterexamples.validation_split(prompts, 0.25, seed=1)
     val = labelled[labelled["split"] == "validation"]
     assert val.groupby("relation")["fact_id"].nunique().tolist() == [2, 2]
     assert (prompts.loc[val.index, "split"] == "train").all()  # never a test fact
-    assert labelled.equals(land_operating.validation_split(prompts, 0.25, seed=1))
+    assert labelled.equals(counterexamples.validation_split(prompts, 0.25, seed=1))
 
 
 def test_choose_threshold_maximises_fact_specific_overlap_and_breaks_ties_low():

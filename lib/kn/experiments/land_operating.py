@@ -15,12 +15,6 @@ API
     THRESHOLD_RULES                the rules that give a threshold P (all but topk)
     PAPER_SIZE_RATIOS              {"GPT-2": 27.93 / 23.79, "Llama-3.2-1B": 20.43 / 16.50}: LAND's N_L / N_s
     StudySettings.from_params(params)   the slice of StudyParams read here (keys added for issue 21 default when absent)
-    validation_split(prompts, fraction, seed) -> prompts, a seeded share of each relation's train facts relabelled
-                                   split "validation" (read-outs are chosen there, never on test facts)
-    training_data(prompts, coarse, hp, *, split) -> (pairs [(coarse set, key)], targets {key: (ids, counts)},
-                                   counterexamples); key is the fact (rule whole_union) or the prompt (same_template)
-    prompt_targets_for(prompts, coarse, hp) -> {prompt_id: (ids, counts)}   each prompt's target under hp's rule
-    removed_share(prompts, coarse, prompt_targets) -> float   mean share of a fact's union removed by counter-examples
     threshold_sweep(detector, prompts, coarse, grid, *, seed) -> DataFrame [P] x overlap means on those prompts
     choose_threshold(sweep, min_size) -> (P, reason)   rule (c): the largest mean fact-specific overlap among P whose
                                    sets hold min_size neurons on average (ties: smaller P)
@@ -42,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -53,6 +46,7 @@ from kn.base import paper
 from kn.base.params import StudyParams
 from kn.methods import consistency, counterexamples, detectors, land
 from kn.methods.detectors import OVERLAP_COLUMNS
+from kn.methods.counterexamples import _by_prompt, prompt_targets_for, removed_share, training_data, validation_split
 
 DETECTORS = {
     "coarse": "Coarse set (the prompt's own)",
@@ -155,82 +149,16 @@ class StudySettings:
 # --------------------------------------------------------------------------- splits and targets
 
 
-def validation_split(prompts: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
-    """A copy of ``prompts`` whose split is "validation" for round(fraction * n) of each relation's n train facts
-    (at least 2 when it has 4 or more, at least 1 when it has 2 or 3), drawn per relation from (seed,
-    crc32(relation))."""
-    out = prompts.copy()
-    train = out[out["split"] == "train"]
-    chosen = set()
-    for relation, group in train.groupby("relation", sort=True):
-        facts = sorted(group["fact_id"].unique())
-        # two per relation at least where there are four or more: fact-specific overlap compares a validation
-        # fact with another validation fact of its relation
-        n = max(2 if len(facts) >= 4 else 1, int(round(fraction * len(facts)))) if len(facts) > 1 else 0
-        rng = np.random.default_rng([seed, zlib.crc32(str(relation).encode()), zlib.crc32(b"validation")])
-        chosen.update(facts[i] for i in rng.permutation(len(facts))[:n])
-    out.loc[out["fact_id"].isin(chosen), "split"] = "validation"
-    return out
 
 
-def training_data(prompts: pd.DataFrame, coarse: dict, hp: land.LandHyperParams, *, split: str = "train"):
-    """(pairs, targets, counterexamples) of the prompts of ``split``, counter-examples drawn in that split only.
-
-    hp.counterexample_rule "whole_union": pairs [(coarse set, fact_id)] in row order, targets {fact: (ids, counts)}
-    (kn.methods.counterexamples.build_targets: the fact's counts less every template of hp.counterexamples other facts),
-    counterexamples {fact: [fact]}. "same_template": pairs [(coarse set, prompt_id)], targets {prompt_id: (ids,
-    counts)} (kn.methods.counterexamples.build_prompt_targets: the fact's counts less hp.counterexamples prompts of the same template
-    and other facts), counterexamples {prompt_id: [prompt_id]}."""
-    part = prompts[prompts["split"] == split]
-    if hp.counterexample_rule == "whole_union":
-        counter = counterexamples.draw_counterexamples(part, hp.counterexamples, hp.seed)
-        targets = counterexamples.build_targets(counterexamples.fact_sets_for(part, coarse), counterexamples.counter_sets_for(part, counter, coarse))
-        pairs = [(coarse[p], f) for p, f in zip(part["prompt_id"], part["fact_id"])]
-    else:
-        counter = counterexamples.counter_prompts_for(part, hp.counterexamples, hp.seed)
-        targets = counterexamples.build_prompt_targets(part, coarse, counter)
-        pairs = [(coarse[p], p) for p in part["prompt_id"]]
-    return pairs, targets, counter
 
 
-def _key_fact(prompts: pd.DataFrame, hp: land.LandHyperParams) -> dict:
-    """{training key: fact_id}: the key of :func:`training_data`'s pairs and targets."""
-    if hp.counterexample_rule == "whole_union":
-        return {f: f for f in prompts["fact_id"]}
-    return dict(zip(prompts["prompt_id"], prompts["fact_id"]))
 
 
-def _by_prompt(prompts: pd.DataFrame, targets: Mapping, hp: land.LandHyperParams) -> dict:
-    """{prompt_id: target} from :func:`training_data`'s targets (a fact's target serves each of its prompts)."""
-    if hp.counterexample_rule == "whole_union":
-        return {p: targets[f] for p, f in zip(prompts["prompt_id"], prompts["fact_id"]) if f in targets}
-    return {p: targets[p] for p in prompts["prompt_id"] if p in targets}
 
 
-def prompt_targets_for(prompts: pd.DataFrame, coarse: dict, hp: land.LandHyperParams) -> dict:
-    """Each prompt's target under hp's counter-example rule, counter-examples drawn among ``prompts`` (pass one
-    split): {prompt_id: (ids int64 [k], counts float32 [k])}; with whole_union every prompt of a fact gets the
-    fact's target."""
-    if hp.counterexample_rule == "whole_union":
-        counter = counterexamples.draw_counterexamples(prompts, hp.counterexamples, hp.seed)
-        targets = counterexamples.build_targets(counterexamples.fact_sets_for(prompts, coarse),
-                                     counterexamples.counter_sets_for(prompts, counter, coarse))
-        return _by_prompt(prompts, targets, hp)
-    return counterexamples.build_prompt_targets(prompts, coarse, counterexamples.counter_prompts_for(prompts, hp.counterexamples, hp.seed))
 
 
-def removed_share(prompts: pd.DataFrame, coarse: dict, prompt_targets: Mapping) -> float:
-    """Mean over facts of the mean over their prompts of 1 - |target| / |union of the fact's coarse sets|: the share
-    of the union the counter-examples remove (0 where the union is empty)."""
-    fact_of = dict(zip(prompts["prompt_id"], prompts["fact_id"]))
-    unions: dict = {}
-    for prompt, fact in fact_of.items():
-        unions[fact] = unions.get(fact, frozenset()) | coarse.get(prompt, frozenset())
-    per_fact: dict = {}
-    for prompt, (ids, _) in prompt_targets.items():
-        union = len(unions.get(fact_of[prompt], ()))
-        per_fact.setdefault(fact_of[prompt], []).append(1 - len(ids) / union if union else 0.0)
-    return float(np.mean([np.mean(v) for v in per_fact.values()])) if per_fact else float("nan")
 
 
 # --------------------------------------------------------------------------- read-outs chosen on validation facts
@@ -396,6 +324,9 @@ class LandStudy:
     operating_rule: str = ""  # the rule of the main read-out ("fixed" where land_threshold set P)
     training_targets: dict = field(default_factory=dict)  # what the detector was trained on, by training key
     prompt_targets: dict = field(default_factory=dict)  # {train prompt_id: its target}
+    # [epoch] "train" and "validation" losses of the detector fitted without the validation facts (the one whose
+    # read-out is chosen on them): whether it learned more than the trivial answers on facts it did not see
+    history: pd.DataFrame | None = None
 
     @property
     def constant(self) -> frozenset:
@@ -407,6 +338,21 @@ def _fit(labelled: pd.DataFrame, coarse: dict, hp: land.LandHyperParams, n_layer
     pairs, targets, _ = training_data(labelled, coarse, hp)
     model, losses = land.train_land(pairs, targets, n_layers, n_neurons, hp, device=device)
     return model, losses, pairs, targets
+
+
+def _fit_with_history(labelled: pd.DataFrame, coarse: dict, hp: land.LandHyperParams, n_layers: int, n_neurons: int,
+                      device):
+    """_fit on the fit facts, with the validation facts' loss (their own targets, drawn among them) after each epoch:
+    (model, history [epoch] train / validation)."""
+    pairs, targets, _ = training_data(labelled, coarse, hp)
+    held_pairs, held_targets, _ = training_data(labelled, coarse, hp, split="validation")
+    validation = []
+    model, losses = land.train_land(pairs, targets, n_layers, n_neurons, hp, device=device,
+                                    on_epoch=lambda _, m: validation.append(land.mean_loss(m, held_pairs, held_targets)))
+    steps = np.asarray(losses, float).reshape(hp.epochs, -1) if hp.epochs else np.zeros((0, 1))
+    history = pd.DataFrame({"train": steps.mean(axis=1), "validation": validation},
+                           index=pd.RangeIndex(1, hp.epochs + 1, name="epoch"))
+    return model, history
 
 
 def run_land_study(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_layers: int, n_neurons: int, *,
@@ -424,7 +370,7 @@ def run_land_study(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_l
     st = StudySettings.from_params(params)
     hp = land.LandHyperParams.from_params(params)
     labelled = validation_split(prompts, st.validation_fraction, st.seed)
-    fit_detector, *_ = _fit(labelled, coarse, hp, n_layers, n_neurons, device)
+    fit_detector, history = _fit_with_history(labelled, coarse, hp, n_layers, n_neurons, device)
     validation = labelled[labelled["split"] == "validation"]
     points, sweep = operating_points(fit_detector, validation, coarse, st.threshold_grid, seed=st.seed,
                                      ratio=st.operating_ratio, min_size=st.min_set_size)
@@ -465,4 +411,4 @@ def run_land_study(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_l
     overlap = {m: detectors.overlap_by_fact(test, s, seed=st.seed) for m, s in sets.items()}
     return LandStudy(hp, reason, sweep, detector, losses, len(pairs), targets, removed, sets, overlap, k,
                      operating_points=points, operating_rule=rule, training_targets=training_targets,
-                     prompt_targets=prompt_targets)
+                     prompt_targets=prompt_targets, history=history)

@@ -31,23 +31,8 @@ from kn.base import paper
 from kn.base.neurons import jaccard
 from kn.base.params import StudyParams
 from kn.base.stats import bootstrap_mean, paired_difference
-from kn.experiments.land_operating import (
-    OPERATING_RULES,
-    THRESHOLD_RULES,
-    VERDICTS,
-    LandStudy,
-    StudySettings,
-    _by_prompt,
-    _fit,
-    _key_fact,
-    _means,
-    _nanmean,
-    operating_points,
-    point_read_out,
-    removed_share,
-    training_data,
-    validation_split,
-)
+from kn.experiments.land_operating import OPERATING_RULES, THRESHOLD_RULES, VERDICTS, LandStudy, StudySettings, _fit, _means, _nanmean, operating_points, point_read_out
+from kn.methods.counterexamples import _by_prompt, _key_fact, removed_share, training_data, validation_split
 from kn.methods import consistency, counterexamples, detectors, land, wordings
 from kn.methods.detectors import OVERLAP_COLUMNS
 

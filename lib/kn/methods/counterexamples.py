@@ -2,6 +2,12 @@
 that carry other knowledge (the counter-examples), per the paper's rule or the whole-union rule.
 
 API
+    validation_split(prompts, fraction, seed) -> prompts, a seeded share of each relation's train facts relabelled
+                                   split "validation" (read-outs are chosen there, never on test facts)
+    training_data(prompts, coarse, hp, *, split) -> (pairs [(coarse set, key)], targets {key: (ids, counts)},
+                                   counterexamples); key is the fact (rule whole_union) or the prompt (same_template)
+    prompt_targets_for(prompts, coarse, hp) -> {prompt_id: (ids, counts)}   each prompt's target under hp's rule
+    removed_share(prompts, coarse, prompt_targets) -> float   mean share of a fact's union removed by counter-examples
     COUNTEREXAMPLE_RULES             ("same_template", "whole_union"): how a target's counter-examples are drawn
     draw_counterexamples(prompts, n, seed) -> {fact: [other facts]}   (rule "whole_union") same split and relation,
         never the same subject, another object first
@@ -26,6 +32,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
 
 # same_template: the paper's wording (Sec. 4.1: some texts of the input's form carrying other knowledge), one target
 # per prompt; whole_union: every template of `counterexamples` other facts, one target per fact (the former rule)
@@ -234,3 +241,81 @@ def top_k_constant_set(targets: Mapping, k: int) -> frozenset:
     order = np.lexsort((unique, -sums))  # by -sum, then id
     order = order[sums[order] > 0][:k]
     return frozenset(int(i) for i in unique[order])
+
+
+def validation_split(prompts: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """A copy of ``prompts`` whose split is "validation" for round(fraction * n) of each relation's n train facts
+    (at least 2 when it has 4 or more, at least 1 when it has 2 or 3), drawn per relation from (seed,
+    crc32(relation))."""
+    out = prompts.copy()
+    train = out[out["split"] == "train"]
+    chosen = set()
+    for relation, group in train.groupby("relation", sort=True):
+        facts = sorted(group["fact_id"].unique())
+        # two per relation at least where there are four or more: fact-specific overlap compares a validation
+        # fact with another validation fact of its relation
+        n = max(2 if len(facts) >= 4 else 1, int(round(fraction * len(facts)))) if len(facts) > 1 else 0
+        rng = np.random.default_rng([seed, zlib.crc32(str(relation).encode()), zlib.crc32(b"validation")])
+        chosen.update(facts[i] for i in rng.permutation(len(facts))[:n])
+    out.loc[out["fact_id"].isin(chosen), "split"] = "validation"
+    return out
+
+
+def training_data(prompts: pd.DataFrame, coarse: dict, hp, *, split: str = "train"):
+    """(pairs, targets, counterexamples) of the prompts of ``split``, counter-examples drawn in that split only.
+
+    hp.counterexample_rule "whole_union": pairs [(coarse set, fact_id)] in row order, targets {fact: (ids, counts)}
+    (kn.methods.counterexamples.build_targets: the fact's counts less every template of hp.counterexamples other facts),
+    counterexamples {fact: [fact]}. "same_template": pairs [(coarse set, prompt_id)], targets {prompt_id: (ids,
+    counts)} (kn.methods.counterexamples.build_prompt_targets: the fact's counts less hp.counterexamples prompts of the same template
+    and other facts), counterexamples {prompt_id: [prompt_id]}."""
+    part = prompts[prompts["split"] == split]
+    if hp.counterexample_rule == "whole_union":
+        counter = draw_counterexamples(part, hp.counterexamples, hp.seed)
+        targets = build_targets(fact_sets_for(part, coarse), counter_sets_for(part, counter, coarse))
+        pairs = [(coarse[p], f) for p, f in zip(part["prompt_id"], part["fact_id"])]
+    else:
+        counter = counter_prompts_for(part, hp.counterexamples, hp.seed)
+        targets = build_prompt_targets(part, coarse, counter)
+        pairs = [(coarse[p], p) for p in part["prompt_id"]]
+    return pairs, targets, counter
+
+
+def _key_fact(prompts: pd.DataFrame, hp) -> dict:
+    """{training key: fact_id}: the key of :func:`training_data`'s pairs and targets."""
+    if hp.counterexample_rule == "whole_union":
+        return {f: f for f in prompts["fact_id"]}
+    return dict(zip(prompts["prompt_id"], prompts["fact_id"]))
+
+
+def _by_prompt(prompts: pd.DataFrame, targets: Mapping, hp) -> dict:
+    """{prompt_id: target} from :func:`training_data`'s targets (a fact's target serves each of its prompts)."""
+    if hp.counterexample_rule == "whole_union":
+        return {p: targets[f] for p, f in zip(prompts["prompt_id"], prompts["fact_id"]) if f in targets}
+    return {p: targets[p] for p in prompts["prompt_id"] if p in targets}
+
+
+def prompt_targets_for(prompts: pd.DataFrame, coarse: dict, hp) -> dict:
+    """Each prompt's target under hp's counter-example rule, counter-examples drawn among ``prompts`` (pass one
+    split): {prompt_id: (ids int64 [k], counts float32 [k])}; with whole_union every prompt of a fact gets the
+    fact's target."""
+    if hp.counterexample_rule == "whole_union":
+        counter = draw_counterexamples(prompts, hp.counterexamples, hp.seed)
+        targets = build_targets(fact_sets_for(prompts, coarse),
+                                     counter_sets_for(prompts, counter, coarse))
+        return _by_prompt(prompts, targets, hp)
+    return build_prompt_targets(prompts, coarse, counter_prompts_for(prompts, hp.counterexamples, hp.seed))
+
+
+def removed_share(prompts: pd.DataFrame, coarse: dict, prompt_targets: Mapping) -> float:
+    """Mean over facts of the mean over their prompts of 1 - |target| / |union of the fact's coarse sets|: the share
+    of the union the counter-examples remove (0 where the union is empty)."""
+    fact_of = dict(zip(prompts["prompt_id"], prompts["fact_id"]))
+    unions: dict = {}
+    for prompt, fact in fact_of.items():
+        unions[fact] = unions.get(fact, frozenset()) | coarse.get(prompt, frozenset())
+    per_fact: dict = {}
+    for prompt, (ids, _) in prompt_targets.items():
+        union = len(unions.get(fact_of[prompt], ()))
+        per_fact.setdefault(fact_of[prompt], []).append(1 - len(ids) / union if union else 0.0)
+    return float(np.mean([np.mean(v) for v in per_fact.values()])) if per_fact else float("nan")

@@ -9,7 +9,8 @@ API
         .from_params(StudyParams)
     LandDetector(n_layers, n_neurons, rank, *, generator=None)        per-layer bilinear low rank: x [B, L, H] -> [B, L, H]
     parameter_count(n_layers, n_neurons, rank) -> int                  L * 2 * H * R
-    train_land(pairs, targets, n_layers, n_neurons, hp, *, device, progress) -> (LandDetector, per-step losses)
+    train_land(pairs, targets, n_layers, n_neurons, hp, *, device, progress, on_epoch) -> (LandDetector, per-step losses)
+    mean_loss(model, pairs, targets, *, batch_size=64) -> float   the training loss on any pairs (held-out ones)
     land_sets(model, sets, threshold, *, batch_size, device) -> [frozenset]   inference: scores > P
     topk_sets(model, sets, k, *, batch_size, device) -> {prompt_id: frozenset of exactly k ids}   the fixed-size
         read-out: each input's k highest scores (ties to the smaller id), whatever the output's scale
@@ -26,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def _check_ids(csr: _Csr, n_total: int, what: str) -> None:
 
 
 def train_land(pairs: Sequence, targets: Mapping, n_layers: int, n_neurons: int, hp: LandHyperParams, *,
-               device="cpu", progress: bool = False):
+               device="cpu", progress: bool = False, on_epoch: Callable | None = None):
     """Train LAND on (prompt coarse set -> fact target) pairs.
 
     pairs: [(frozenset of flat ids (one prompt's coarse set), key)], the training prompts only; key names the
@@ -183,6 +184,8 @@ def train_land(pairs: Sequence, targets: Mapping, n_layers: int, n_neurons: int,
     Loss: MSE between the output [B, L, H] and the dense target [B, L, H], mean over all elements; Adam.
     Determinism: one CPU torch.Generator seeded with hp.seed draws the initial weights, then each epoch's shuffle;
     batches are densified from sparse ids on ``device``. The last batch of an epoch may be smaller.
+    on_epoch(epoch, model): called after each epoch (1..E) with the model in eval mode (e.g. to measure a held-out
+        loss with :func:`mean_loss`); it does not touch the generator, so the training is the same with or without it.
     Returns (model in eval mode on ``device``, per-step losses [epochs * ceil(len(pairs) / batch_size)]).
     """
     if not pairs:
@@ -212,7 +215,7 @@ def train_land(pairs: Sequence, targets: Mapping, n_layers: int, n_neurons: int,
 
         bar = progress_bar(hp.epochs * steps_per_epoch, "LAND training", unit="step")
     step = 0
-    for _ in range(hp.epochs):
+    for epoch in range(1, hp.epochs + 1):
         order = torch.randperm(n, generator=generator).numpy()
         for start in range(0, n, bs):
             rows = order[start:start + bs]
@@ -228,10 +231,36 @@ def train_land(pairs: Sequence, targets: Mapping, n_layers: int, n_neurons: int,
                 bar.update(1)
                 if step % 200 == 0:
                     bar.set_postfix(loss=float(loss.item()))
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch, model)
+            model.train()
     if bar is not None:
         bar.close()
     model.eval()
     return model, losses.cpu().tolist()
+
+
+@torch.no_grad()
+def mean_loss(model: LandDetector, pairs: Sequence, targets: Mapping, *, batch_size: int = 64) -> float:
+    """The training loss (MSE over all L x H elements) of ``model`` on (coarse set, key) pairs, averaged over the pairs;
+    nan without pairs. The same quantity as train_land's per-step losses, on pairs it may not have seen."""
+    if not pairs:
+        return float("nan")
+    L, H = model.n_layers, model.n_neurons
+    device = next(model.parameters()).device
+    inputs = _Csr([s for s, _ in pairs])
+    keys = list(dict.fromkeys(k for _, k in pairs))
+    row = {k: i for i, k in enumerate(keys)}
+    tgt = _Csr([targets[k][0] for k in keys], [targets[k][1] for k in keys])
+    pair_key = np.array([row[k] for _, k in pairs], dtype=np.int64)
+    total = 0.0
+    for start in range(0, len(pairs), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(pairs)))
+        x = _dense(*inputs.gather(rows), rows.size, L, H, device)
+        y = _dense(*tgt.gather(pair_key[rows]), rows.size, L, H, device)
+        total += float(((model(x) - y) ** 2).mean(dim=(1, 2)).sum())
+    return total / len(pairs)
 
 
 @torch.no_grad()

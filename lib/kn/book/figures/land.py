@@ -21,7 +21,7 @@ import pandas as pd
 
 from kn.base import paper
 from kn.book.figures.axes import _done, _log_axis, _new, _percent_axis, _relative
-from kn.experiments import land_operating as land_study
+from kn.methods import counterexamples
 
 # --------------------------------------------------------------------------- chapter 4
 
@@ -122,17 +122,19 @@ def land_losses(study, prompts: pd.DataFrame, coarse: dict, *, max_prompts: int 
     n = L * H
     steps = np.asarray(study.losses, float)
     per_epoch = steps.reshape(hp.epochs, -1) if hp.epochs and len(steps) % hp.epochs == 0 else steps[None, :]
-    history = getattr(study, "history", None)  # per-epoch held-out loss, where the training records it
-    epochs = pd.DataFrame({"train": per_epoch.mean(axis=1)}, index=pd.RangeIndex(1, len(per_epoch) + 1, name="epoch"))
-    epochs["validation"] = (np.asarray(history["validation"], float) if history is not None
-                            and "validation" in history else np.nan)
+    history = getattr(study, "history", None)  # the fit run's per-epoch train and validation losses
+    if history is not None and len(history):
+        epochs = history[["train", "validation"]].astype(float)
+    else:  # a study from before the history was recorded: the final run's train loss only
+        epochs = pd.DataFrame({"train": per_epoch.mean(axis=1), "validation": np.nan},
+                              index=pd.RangeIndex(1, len(per_epoch) + 1, name="epoch"))
 
     def split_pairs(split: str):
         """[(coarse set, target, relation)] of the split's prompts, in row order (training_data's order)."""
         part = prompts[prompts["split"] == split]
         if part.empty:
             return []
-        pairs, targets, _ = land_study.training_data(prompts, coarse, hp, split=split)
+        pairs, targets, _ = counterexamples.training_data(prompts, coarse, hp, split=split)
         return [(s, targets[key], relation) for (s, key), relation in zip(pairs, part["relation"])]
 
     train, test = split_pairs("train"), split_pairs("test")
@@ -185,7 +187,7 @@ def land_training(losses: TrainingLosses):
     ax = axes[0, 0]
     ax.plot(epochs.index, epochs["train"], "o-", color="C0", label="LAND, train: each epoch's steps")
     if epochs["validation"].notna().any():
-        ax.plot(epochs.index, epochs["validation"], "s-", color="C1", label="LAND, validation: each epoch's end")
+        ax.plot(epochs.index, epochs["validation"], "s-", color="C1", label="LAND, validation facts: each epoch's end")
     ax.plot([E], [after["train"]], "o", color="C0", ms=10, mfc="white", mew=2, label="LAND, train: after training")
     ax.plot([E], [after["test"]], "s", color="C3", ms=10, mfc="white", mew=2, label="LAND, test: after training")
     for (name, row), colour in zip(trivial.iterrows(), ("0.35", "C2", "C4")):
@@ -229,6 +231,14 @@ def land_training(losses: TrainingLosses):
     if epochs["validation"].isna().all():
         parts.append("The training records no held-out loss per epoch; the test facts' loss is measured once, after "
                      "training.")
+    else:
+        v_first, v_last = float(epochs["validation"].iloc[0]), float(epochs["validation"].iloc[-1])
+        z = trivial.loc[zeros, "train"]
+        moved = ("fell" if v_last < v_first * 0.995 else "rose" if v_last > v_first * 1.005 else "did not move")
+        parts.insert(1, f"On the validation facts (held out of this fit; the per-epoch curves are those of the "
+                        f"detector fitted without them, whose read-out is chosen there) the loss {moved} from "
+                        f"{v_first:.3g} to {v_last:.3g}, {_relative(v_last, z)} the all-zero output's ({z:.3g}) "
+                        f"on the train prompts.")
     return _done(fig, " ".join(parts))
 
 
