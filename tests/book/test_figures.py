@@ -129,8 +129,54 @@ def _primary_forest(seed):
     return pd.DataFrame(rows)
 
 
+def _templates(seed):
+    rng = np.random.default_rng(seed)
+    kept = rng.integers(4, 11, 10)
+    return (pd.DataFrame({"kept": kept, "authored": 10 - kept}, index=[f"P{100 + i}" for i in range(10)]), 10)
+
+
+def _accuracy(seed):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"top-1 accuracy": rng.uniform(0.05, 0.9, 10)}, index=[f"P{100 + i}" for i in range(10)])
+    return pd.concat([frame, pd.DataFrame({"top-1 accuracy": [frame["top-1 accuracy"].mean()]}, index=["all"])]), "m"
+
+
+def _example(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    return (rng.integers(0, 30, n), rng.integers(0, 1536, n), rng.uniform(0, 1, n), 1.0), dict(
+        n_layers=30, n_neurons=1536, prompt="The capital of France is", answer="Paris")
+
+
+def _completeness(seed):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.01, 0.2, 30)
+    return (pd.DataFrame({"p_full_minus_p_zero": p, "sum_of_scores": p + rng.normal(0, 0.01, 30)},
+                         index=pd.RangeIndex(30, name="layer")),)
+
+
+def _layer_errors(seed):
+    rng = np.random.default_rng(seed)
+    columns = ["right, m = 1", "right, m = 20", "left, m = 20", "gauss_legendre, m = 20", "right, m = 100"]
+    return (pd.DataFrame({c: 10 ** rng.uniform(-4, -1, 30) for c in columns}, index=pd.RangeIndex(30, name="layer")),)
+
+
+def _integrand(seed):
+    alphas = np.linspace(0, 1, 801)
+    width = 0.01 + 0.02 * seed
+    return (alphas, np.exp(-((alphas - 0.03 - 0.1 * seed) / width) ** 2) + 0.05), dict(layer=seed, neuron=7, prompt="x")
+
+
 # (figure function, its inputs for data set a, for data set b)
 CASES = {
+    "template_bars": (figures.template_bars, _templates),
+    "accuracy_bars": (figures.accuracy_bars, _accuracy),
+    "coarse_layers": (figures.coarse_layers, lambda s: (np.random.default_rng(s).integers(0, 50, 30), 0.2)),
+    "example_scores": (lambda args, kw: figures.example_scores(*args, **kw), _example),
+    "completeness": (figures.completeness, _completeness),
+    "coarse_sizes": (figures.coarse_sizes, lambda s: (np.random.default_rng(s).lognormal(3, 0.5, 200), 0.2, 46080)),
+    "layer_errors": (figures.layer_errors, _layer_errors),
+    "spiky_integrand": (lambda args, kw: figures.spiky_integrand(*args, **kw), _integrand),
     "overlap_distributions": (figures.overlap_distributions,
                               lambda s: (np.random.default_rng(s).beta(2, 6, 300), np.random.default_rng(s + 1).beta(2, 5, 60))),
     "threshold_overlap": (figures.threshold_overlap, lambda s: (_sweep_t(s),)),
@@ -417,3 +463,33 @@ def test_a_long_claim_name_does_not_widen_the_forest():
     width = fig.get_tightbbox(fig.canvas.get_renderer()).width  # inches, what savefig(bbox_inches="tight") keeps
     plt.close(fig)
     assert width < 9.5
+
+
+def _fixed_captions(notebook_text: str) -> list[str]:
+    """report.figure(fig, "<a literal>") calls in a notebook: captions written before the data were seen."""
+    import ast
+    import json
+
+    out = []
+    for cell in json.loads(notebook_text)["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        for node in ast.walk(ast.parse(source)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "figure"
+                    and len(node.args) >= 2 and isinstance(node.args[1], (ast.Constant, ast.JoinedStr))):
+                out.append(ast.get_source_segment(source, node.args[1])[:60])
+    return out
+
+
+def test_no_chapter_captions_a_figure_with_a_fixed_string():
+    """Every figure of every chapter gets its caption from a kn.book.figures function (computed from the data); the
+    check finds the fixed captions chapter 1 had before."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    assert {p.name: _fixed_captions(p.read_text()) for p in sorted((root / "notebooks").glob("*.ipynb"))
+            if _fixed_captions(p.read_text())} == {}
+    old = ('{"cells": [{"cell_type": "code", "source": ["report.figure(fig, \\"Bars above the dashed line are '
+           'relations the model answers better than average.\\")"]}]}')
+    assert _fixed_captions(old) == ['"Bars above the dashed line are relations the model answers ']

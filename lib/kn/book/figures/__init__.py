@@ -3,6 +3,7 @@ with a caption computed from the data. One module per chapter group over shared 
 re-exports their API, so a notebook reads ``figures.<name>``.
 
 Modules
+    attribution
     axes
     edits
     forest
@@ -10,6 +11,16 @@ Modules
     overlap
 """
 
+from kn.book.figures.attribution import (
+    accuracy_bars,
+    coarse_layers,
+    coarse_sizes,
+    completeness,
+    example_scores,
+    layer_errors,
+    spiky_integrand,
+    template_bars,
+)
 from kn.book.figures.axes import tick_label_overlaps
 from kn.book.figures.edits import (
     dai_paper_values,
@@ -32,4 +43,4 @@ from kn.book.figures.overlap import (
     threshold_overlap,
 )
 
-__all__ = ['tick_label_overlaps', 'method_rates', 'land_paper_values', 'dai_paper_values', 'relation_change', 'relation_bars', 'VERDICT_COLOURS', 'claims_forest', 'validation_sweep', 'TrainingLosses', 'land_losses', 'land_training', 'learning_curve', 'overlap_distributions', 'threshold_overlap', 'layer_shares']
+__all__ = ['template_bars', 'accuracy_bars', 'coarse_layers', 'example_scores', 'completeness', 'coarse_sizes', 'layer_errors', 'spiky_integrand', 'tick_label_overlaps', 'method_rates', 'land_paper_values', 'dai_paper_values', 'relation_change', 'relation_bars', 'VERDICT_COLOURS', 'claims_forest', 'validation_sweep', 'TrainingLosses', 'land_losses', 'land_training', 'learning_curve', 'overlap_distributions', 'threshold_overlap', 'layer_shares']
