@@ -8,6 +8,7 @@ import torch
 from kn.base.neurons import matched_random
 from kn.experiments import amplification, conditions, updates
 from kn.experiments.conditions import (
+    EditSettings,
     design_conditions,
     method_sets,
     new_targets,
@@ -210,7 +211,7 @@ def test_update_and_erasing_undo_every_edit(setup):
     setup.loaded.tokenizer = _Tokenizer()
     before = weights_checksum(setup.loaded.model)
     params = StudyParams(ppl_statements=3, erase_top_k=2)
-    edits = updates.fact_update_experiment(setup, params)
+    edits = updates.fact_update_experiment(setup, EditSettings.from_params(params))
     assert weights_checksum(setup.loaded.model) == before
     assert set(edits["method"]) == {"Before", "Baseline", "Random (Baseline)", "KN-refined", "Random (KN-refined)",
                                     "Baseline, scaled λ", "KN-refined, scaled λ"}  # Dai's rule beside the paper's
@@ -219,7 +220,7 @@ def test_update_and_erasing_undo_every_edit(setup):
     assert all(len(o) == 1 for o in edits["outcomes_Related"]) and edits["success_Same"].isin([0.0, 1.0]).all()
     first = edits[edits["method"] == "Before"]
     assert (first["ppl_within_relative"] == 0).all() and (first["ppl_within_change"] == 0).all()
-    erasing = updates.relation_erasing_experiment(setup, params)
+    erasing = updates.relation_erasing_experiment(setup, EditSettings.from_params(params))
     assert weights_checksum(setup.loaded.model) == before
     assert set(erasing["erased"]) == {"refined neurons", "random neurons (matched)"}
     assert (erasing.groupby("relation")["neurons"].nunique() == 1).all()  # the control is as large

@@ -12,6 +12,7 @@ import pytest
 import torch
 from kn.base.params import StudyParams
 from kn.experiments import land_operating, land_robustness
+from kn.experiments.land_operating import LandConfig
 from kn.methods import consistency, counterexamples, land
 
 torch.set_num_threads(1)  # 2 shared cores; the problems here are tiny
@@ -62,18 +63,18 @@ def _scramble_test(prompts, coarse, neuron):
 def test_read_outs_never_read_test_facts():
     prompts, coarse = _problem()
     params = _params()
-    study = land_operating.run_land_study(prompts, coarse, params, L, H)
+    study = land_operating.run_land_study(prompts, coarse, LandConfig.from_params(params), L, H)
     points = study.operating_points
     assert list(points.index) == list(land_operating.OPERATING_RULES)
     assert study.operating_rule == "paper_ratio" and study.hp.threshold == points.loc["paper_ratio", "P"]
     # the test facts' coarse sets changed to anything: every rule's P (or k) and its validation numbers stay
-    again = land_operating.run_land_study(prompts, _scramble_test(prompts, coarse, L * H - 1), params, L, H)
+    again = land_operating.run_land_study(prompts, _scramble_test(prompts, coarse, L * H - 1), LandConfig.from_params(params), L, H)
     pd.testing.assert_frame_equal(again.operating_points, points)
     # ... while the same change on the validation facts moves them: the check above would see test facts if read
     labelled = counterexamples.validation_split(prompts, params.land_validation_fraction, params.seed)
     val = set(labelled.loc[labelled["split"] == "validation", "prompt_id"])
     moved = land_operating.run_land_study(prompts, {p: (frozenset({L * H - 1}) if p in val else s)
-                                                for p, s in coarse.items()}, params, L, H)
+                                                for p, s in coarse.items()}, LandConfig.from_params(params), L, H)
     assert not moved.operating_points[["P", "n_s", "within"]].equals(points[["P", "n_s", "within"]])
     # and operating_points refuses test prompts outright
     with pytest.raises(ValueError, match="validation facts only"):
@@ -259,7 +260,7 @@ def test_seed_summary_by_hand():
 def test_seed_study_tables_and_verdicts_at_every_seed():
     prompts, coarse = _problem()
     params = _with(_params(), land_seeds=[0, 1])
-    study = land_robustness.seed_study(prompts, coarse, params, L, H)
+    study = land_robustness.seed_study(prompts, coarse, LandConfig.from_params(params), L, H)
     rules, methods = list(land_operating.OPERATING_RULES), ["land", "coarse", "constant"]
     assert study.seeds == [0, 1]
     assert len(study.points) == 2 * len(rules) and set(study.points["seed"]) == {0, 1}
@@ -289,7 +290,7 @@ def test_seed_study_tables_and_verdicts_at_every_seed():
 
 def test_counterexample_ablation_on_validation_facts():
     prompts, coarse = _problem()
-    frame = land_robustness.counterexample_ablation(prompts, coarse, _params(land_counterexamples=2), L, H, ks=[0, 1, 5],
+    frame = land_robustness.counterexample_ablation(prompts, coarse, LandConfig.from_params(_params(land_counterexamples=2)), L, H, ks=[0, 1, 5],
                                                seeds=[0])
     assert frame["variant"].tolist() == ["same_template, k=0", "same_template, k=1", "same_template, k=5",
                                          "whole_union, 2 facts x every template"]
@@ -300,7 +301,7 @@ def test_counterexample_ablation_on_validation_facts():
     assert {"P_paper_ratio", "N_L_paper_ratio", "P_fact_specific", "N_L_fact_specific"} <= set(frame.columns)
     # untouched by the test facts
     again = land_robustness.counterexample_ablation(prompts, _scramble_test(prompts, coarse, 7),
-                                               _params(land_counterexamples=2), L, H, ks=[0, 1, 5], seeds=[0])
+                                               LandConfig.from_params(_params(land_counterexamples=2)), L, H, ks=[0, 1, 5], seeds=[0])
     pd.testing.assert_frame_equal(frame, again)
 
 
@@ -310,7 +311,7 @@ def test_counterexample_ablation_on_validation_facts():
 def test_learning_curve_seeds_rechooses_p_per_size():
     prompts, coarse = _problem()
     params = _with(_params(), land_seeds=[0, 1, 2], land_curve_seeds=3)
-    curve = land_robustness.learning_curve_seeds(prompts, coarse, params, L, H)
+    curve = land_robustness.learning_curve_seeds(prompts, coarse, LandConfig.from_params(params), L, H)
     rules = list(land_operating.OPERATING_RULES)
     assert len(curve) == 2 * 2 * 3 * len(rules)  # schedules x fractions x seeds x rules
     assert set(curve["setting"]) == {"paper's optimiser", "this run's"} and set(curve["seed"]) == {0, 1, 2}
@@ -324,7 +325,7 @@ def test_learning_curve_seeds_rechooses_p_per_size():
     summary = land_robustness.learning_curve_summary(curve)
     assert (summary[("n_seeds", "")] == 3).all() and len(summary) == 2 * 2 * len(rules)
     # P comes from the validation facts: the test facts' sets changed, the chosen P stay
-    again = land_robustness.learning_curve_seeds(prompts, _scramble_test(prompts, coarse, 5), params, L, H,
+    again = land_robustness.learning_curve_seeds(prompts, _scramble_test(prompts, coarse, 5), LandConfig.from_params(params), L, H,
                                             seeds=[0], fractions=[1.0])
     same = curve[(curve["seed"] == 0) & (curve["fraction"] == 1.0)].reset_index(drop=True)
     np.testing.assert_array_equal(again["P"].to_numpy(), same["P"].to_numpy())

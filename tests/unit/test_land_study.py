@@ -8,6 +8,7 @@ import pytest
 import torch
 from kn.base.params import StudyParams
 from kn.experiments import land_operating, land_robustness
+from kn.experiments.land_operating import LandConfig
 from kn.methods import counterexamples
 
 torch.set_num_threads(1)
@@ -55,17 +56,17 @@ def test_land_study_never_reads_test_facts_to_choose_p():
     prompts, coarse = _problem()
     params = StudyParams(land_rank=8, land_epochs=20, land_lr=0.02, land_validation_fraction=0.25,
                          land_threshold_grid=[0.5, 1.0, 2.0, 3.0], land_counterexamples=1)
-    study = land_operating.run_land_study(prompts, coarse, params, L, H)
+    study = land_operating.run_land_study(prompts, coarse, LandConfig.from_params(params), L, H)
     # the test facts' coarse sets changed to anything: the chosen P and the validation sweep stay the same
     scrambled = {p: (frozenset({L * H - 1}) if p in set(prompts.loc[prompts["split"] == "test", "prompt_id"]) else s)
                  for p, s in coarse.items()}
-    again = land_operating.run_land_study(prompts, scrambled, params, L, H)
+    again = land_operating.run_land_study(prompts, scrambled, LandConfig.from_params(params), L, H)
     assert again.hp.threshold == study.hp.threshold
     pd.testing.assert_frame_equal(again.validation_sweep, study.validation_sweep)
     assert "validation facts" in study.threshold_reason
     assert set(study.sets) == set(land_operating.DETECTORS)
     assert study.overlap["constant"]["fact_specific"].eq(0).all()
-    fixed = land_operating.run_land_study(prompts, coarse, dataclasses.replace(params, land_threshold=2.0), L, H)
+    fixed = land_operating.run_land_study(prompts, coarse, LandConfig.from_params(dataclasses.replace(params, land_threshold=2.0)), L, H)
     assert fixed.hp.threshold == 2.0 and fixed.threshold_reason == "fixed by the parameter land_threshold"
 
 
@@ -74,12 +75,12 @@ def test_learning_curve_and_wordings_run_on_the_study():
     params = StudyParams(land_rank=8, land_epochs=10, land_lr=0.02, land_validation_fraction=0.25,
                          land_threshold_grid=[0.5, 1.0, 2.0], land_counterexamples=1,
                          learning_curve_fractions=[0.5, 1.0])
-    study = land_operating.run_land_study(prompts, coarse, params, L, H)
-    curve = land_robustness.learning_curve_study(study, prompts, coarse, params)
+    study = land_operating.run_land_study(prompts, coarse, LandConfig.from_params(params), L, H)
+    curve = land_robustness.learning_curve_study(study, prompts, coarse, LandConfig.from_params(params))
     assert curve["setting"].tolist() == ["paper's optimiser"] * 2 + ["this run's"] * 2
     # the curve trains on the fit facts (train less 2 validation facts per relation: 12 facts, 72 prompts), mean of
     # land_curve_seeds seeds
     assert curve["n_train_prompts"].tolist() == [36, 72, 36, 72] and (curve["n_seeds"] == 3).all()
-    wordings = land_robustness.wording_study(study, prompts, coarse, params)
+    wordings = land_robustness.wording_study(study, prompts, coarse, LandConfig.from_params(params))
     assert set(wordings["condition"]) == {"new facts", "new wordings"} and set(wordings["method"]) == {"coarse", "land"}
     assert wordings[wordings["condition"] == "new wordings"]["fact_id"].str.startswith(("r1:", "r2:")).all()

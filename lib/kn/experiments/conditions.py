@@ -16,7 +16,8 @@ API
     matched_size_sets(design, sets, ident_scores, sizes) -> {k: {key: {fact_id: frozenset}}}   the same k for all
     method_sets(design, prompts, per_prompt, *, refine_sets, p_by_relation, n_layers, n_neurons, seed)
         -> {method key: {fact_id: frozenset}}, with "random_<key>" beside every method
-    prepare_interventions(run, params, loaded) -> InterventionSetup   (chapters 5 and 6's one set-up call)
+    EditSettings(...); EditSettings.from_params(params)   chapters 5 and 6's slice of StudyParams (at the edge)
+    prepare_interventions(run, settings, loaded) -> InterventionSetup   (chapters 5 and 6's one set-up call)
 
 Decisions (the methods page states them): per test fact, related_templates seeded templates are held out and are the
 Related prompts; another seeded template identifies the neurons and is the Same prompt; Unrelated tests on the
@@ -30,6 +31,7 @@ same number of neurons in every layer; the matched-size edits give every primary
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 
@@ -233,6 +235,34 @@ def matched_size_sets(design: pd.DataFrame, sets: dict, ident_scores: dict, size
 # --------------------------------------------------------------------------- shared set-up
 
 
+@dataclass(frozen=True)
+class EditSettings:
+    """Chapters 5 and 6's slice of the study's parameters (the keys of kn.base.params.StudyParams of the same names),
+    built at the edge (the chapter's notebook): ``EditSettings.from_params(cfg)``."""
+    seed: int = 0
+    coarse_threshold: float = 0.2
+    refine_threshold: float = 0.2
+    refine_size_range: tuple = (2.0, 5.0)
+    refine_p_start: float = 0.7
+    refine_p_step: float = 0.05
+    related_templates: int = 3
+    unrelated_pairing: str = "other_relation"
+    unrelated_partners: int = 3
+    edit_matched_sizes: tuple = (5,)
+    ppl_statements: int = 20
+    eval_batch_size: int = 32
+    edit_scaled: bool = False
+    edit_lambda1: float = 2.0
+    edit_lambda2: float = 2.0
+    erase_top_k: int = 20
+
+    @classmethod
+    def from_params(cls, p) -> "EditSettings":
+        values = {f.name: getattr(p, f.name) for f in dataclasses.fields(cls)}
+        return cls(**values | {"refine_size_range": tuple(values["refine_size_range"]),
+                               "edit_matched_sizes": tuple(values["edit_matched_sizes"])})
+
+
 @dataclass
 class InterventionSetup:
     """What chapters 5 and 6 share. prompts: the run's prompt table indexed by prompt_id; design: one row per test
@@ -258,31 +288,31 @@ class InterventionSetup:
         return pd.Series({_name(k): float(np.mean([len(s) for s in v.values()])) for k, v in self.sets.items()})
 
 
-def prepare_interventions(run, params, loaded=None) -> InterventionSetup:
+def prepare_interventions(run, settings: EditSettings, loaded=None) -> InterventionSetup:
     """Read chapters 1-4's outputs from ``run`` (kn.base.rundir.RunFolder) and build the test design and every method's sets.
     loaded: the model (its tokenizer makes input_ids); None leaves input_ids empty (for tests of the design)."""
     prompts = run.read_table("prompts", chapter="chapter 1 (01_data_adaptation)")
     store = AttributionStore.open(run.path / "attribution")
     L, H = store.manifest["n_layers"], store.manifest["n_neurons"]
-    coarse = store.coarse_sets_by_prompt(prompts, params.coarse_threshold)
-    refine_sets = store.coarse_sets_by_prompt(prompts, params.refine_threshold)
+    coarse = store.coarse_sets_by_prompt(prompts, settings.coarse_threshold)
+    refine_sets = store.coarse_sets_by_prompt(prompts, settings.refine_threshold)
     detector = run.read_table("detector_sets", chapter="chapter 4 (04_land)")
     per_prompt = {"baseline": coarse}
     for key, group in detector.groupby("method"):
         per_prompt[key] = {p: frozenset(int(i) for i in ids) for p, ids in zip(group["prompt_id"], group["neuron_ids"])}
     per_prompt["constant"] = frozenset(run.read_json("constant_set", chapter="chapter 4 (04_land)")["neuron_ids"])
-    lo, hi = params.refine_size_range
-    p_by_relation = refine_p_on_train(prompts, refine_sets, p0=params.refine_p_start, step=params.refine_p_step,
-                                      lo=lo, hi=hi, seed=params.seed, held_out=params.related_templates)
+    lo, hi = settings.refine_size_range
+    p_by_relation = refine_p_on_train(prompts, refine_sets, p0=settings.refine_p_start, step=settings.refine_p_step,
+                                      lo=lo, hi=hi, seed=settings.seed, held_out=settings.related_templates)
     objects = run.read_table("objects", chapter="chapter 1 (01_data_adaptation)")
-    design = design_conditions(prompts, seed=params.seed, unrelated=params.unrelated_pairing,
-                               related_templates=params.related_templates,
-                               unrelated_partners=params.unrelated_partners, objects=objects)
+    design = design_conditions(prompts, seed=settings.seed, unrelated=settings.unrelated_pairing,
+                               related_templates=settings.related_templates,
+                               unrelated_partners=settings.unrelated_partners, objects=objects)
     sets = method_sets(design, prompts, per_prompt, refine_sets=refine_sets, p_by_relation=p_by_relation,
-                       n_layers=L, n_neurons=H, seed=params.seed)
+                       n_layers=L, n_neurons=H, seed=settings.seed)
     ident_scores = store_scores(store, prompts.set_index("prompt_id").loc[design["same_prompt"]])
     land_size = max(1, int(round(np.mean([len(x) for x in sets["land"].values()])))) if "land" in sets else 1
-    sizes = sorted(set(params.edit_matched_sizes) | {land_size})
+    sizes = sorted(set(settings.edit_matched_sizes) | {land_size})
     matched = matched_size_sets(design, sets, ident_scores, sizes)
     refined = run.read_table("refined_sets", chapter="chapter 3 (03_overlap)")
     refined_by_relation = {r: [frozenset(int(i) for i in ids) for ids in g["neuron_ids"]]

@@ -23,7 +23,8 @@ API
                                    per rule: P, k, n_s, target_size, the validation overlap means, empty, reason
     read_out(detector, *, threshold=None, k=None) -> callable {prompt_id: coarse set} -> {prompt_id: LAND set}
     point_read_out(detector, point) -> the read_out of one row of operating_points
-    run_land_study(prompts, coarse, params, n_layers, n_neurons, *, device) -> LandStudy   (the main read-out:
+    LandConfig(settings, hp); LandConfig.from_params(params)   chapter 4's slice of StudyParams (at the edge)
+    run_land_study(prompts, coarse, config, n_layers, n_neurons, *, device) -> LandStudy   (the main read-out:
                                    land_operating_point)
     LandStudy, SeedStudy
 
@@ -43,10 +44,15 @@ import numpy as np
 import pandas as pd
 
 from kn.base import paper
-from kn.base.params import StudyParams
 from kn.methods import consistency, counterexamples, detectors, land
+from kn.methods.counterexamples import (
+    _by_prompt,
+    prompt_targets_for,
+    removed_share,
+    training_data,
+    validation_split,
+)
 from kn.methods.detectors import OVERLAP_COLUMNS
-from kn.methods.counterexamples import _by_prompt, prompt_targets_for, removed_share, training_data, validation_split
 
 DETECTORS = {
     "coarse": "Coarse set (the prompt's own)",
@@ -307,6 +313,18 @@ def _nanmean(values) -> float:
 # --------------------------------------------------------------------------- the main study
 
 
+@dataclass(frozen=True)
+class LandConfig:
+    """Chapter 4's slice of the study's parameters: the study's settings and LAND's hyper-parameters, built from a
+    kn.base.params.StudyParams at the edge (the chapter's notebook): ``LandConfig.from_params(cfg)``."""
+    settings: StudySettings = field(default_factory=StudySettings)
+    hp: land.LandHyperParams = field(default_factory=land.LandHyperParams)
+
+    @classmethod
+    def from_params(cls, p) -> "LandConfig":
+        return cls(StudySettings.from_params(p), land.LandHyperParams.from_params(p))
+
+
 @dataclass
 class LandStudy:
     hp: land.LandHyperParams  # threshold = the P used
@@ -355,20 +373,19 @@ def _fit_with_history(labelled: pd.DataFrame, coarse: dict, hp: land.LandHyperPa
     return model, history
 
 
-def run_land_study(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_layers: int, n_neurons: int, *,
+def run_land_study(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_layers: int, n_neurons: int, *,
                    device="cpu", progress=None) -> LandStudy:
     """Chapter 4: choose the read-out on validation facts, train on all train facts, and build every detector's sets.
 
     1. A seeded share (land_validation_fraction) of each relation's train facts is held out; LAND is trained on the
        rest and the four read-outs of :func:`operating_points` are chosen on the held-out facts. The main sets use
-       land_operating_point's P, unless params.land_threshold fixes it.
+       land_operating_point's P, unless land_threshold (config.settings.threshold) fixes it.
     2. LAND is trained again on every train fact and applied to every prompt.
     3. On the test prompts: the prompt's coarse set, the relation prior and the nearest neighbour (sized and
        thresholded like LAND), the constant set (K = the mean LAND set size on the train prompts), and the oracle
        (each test prompt's own target under the same counter-example rule, drawn among test facts).
     progress: None or a callable(desc) -> context manager with update(), e.g. kn.base.progress.progress."""
-    st = StudySettings.from_params(params)
-    hp = land.LandHyperParams.from_params(params)
+    st, hp = config.settings, config.hp
     labelled = validation_split(prompts, st.validation_fraction, st.seed)
     fit_detector, history = _fit_with_history(labelled, coarse, hp, n_layers, n_neurons, device)
     validation = labelled[labelled["split"] == "validation"]

@@ -5,17 +5,17 @@ API
     generic_neurons(sets) -> frozenset             neurons in more than half of the given coarse sets
     near_constant_test(read, prompts, coarse, *, train, constant, seed) -> DataFrame [test fact]: generic_jaccard,
                                    constant_jaccard, across_other_relation, size
-    seed_study(prompts, coarse, params, n_layers, n_neurons, *, device, seeds) -> SeedStudy   everything seeded in
+    seed_study(prompts, coarse, config, n_layers, n_neurons, *, device, seeds) -> SeedStudy   everything seeded in
                                    the detector pipeline, per seed, with verdicts that must hold at every seed
     seed_summary(frame, by, columns) -> DataFrame  mean, sd, min, max and n_seeds over the seeds
-    counterexample_ablation(prompts, coarse, params, n_layers, n_neurons, *, device, ks, seeds) -> DataFrame per
+    counterexample_ablation(prompts, coarse, config, n_layers, n_neurons, *, device, ks, seeds) -> DataFrame per
                                    (seed, variant): removed share, target size, P and N_L per rule (validation facts)
-    learning_curve_seeds(prompts, coarse, params, n_layers, n_neurons, *, device, seeds, fractions, schedules)
+    learning_curve_seeds(prompts, coarse, config, n_layers, n_neurons, *, device, seeds, fractions, schedules)
                                    -> DataFrame per (setting, fraction, seed, rule), P re-chosen per size
     learning_curve_summary(curve) -> DataFrame per (setting, fraction, rule): means and spread over seeds
-    learning_curve_study(study, prompts, coarse, params, *, device) -> DataFrame per (setting, fraction): the main
+    learning_curve_study(study, prompts, coarse, config, *, device) -> DataFrame per (setting, fraction): the main
                                    rule's means over seeds (columns of the former single-seed curve, plus *_sd)
-    wording_study(study, prompts, coarse, params, *, device) -> DataFrame per (condition, method, fact)
+    wording_study(study, prompts, coarse, config, *, device) -> DataFrame per (condition, method, fact)
 """
 
 from __future__ import annotations
@@ -29,11 +29,28 @@ import pandas as pd
 
 from kn.base import paper
 from kn.base.neurons import jaccard
-from kn.base.params import StudyParams
 from kn.base.stats import bootstrap_mean, paired_difference
-from kn.experiments.land_operating import OPERATING_RULES, THRESHOLD_RULES, VERDICTS, LandStudy, StudySettings, _fit, _means, _nanmean, operating_points, point_read_out
-from kn.methods.counterexamples import _by_prompt, _key_fact, removed_share, training_data, validation_split
+from kn.experiments.land_operating import (
+    OPERATING_RULES,
+    THRESHOLD_RULES,
+    VERDICTS,
+    LandConfig,
+    LandStudy,
+    StudySettings,
+    _fit,
+    _means,
+    _nanmean,
+    operating_points,
+    point_read_out,
+)
 from kn.methods import consistency, counterexamples, detectors, land, wordings
+from kn.methods.counterexamples import (
+    _by_prompt,
+    _key_fact,
+    removed_share,
+    training_data,
+    validation_split,
+)
 from kn.methods.detectors import OVERLAP_COLUMNS
 
 # --------------------------------------------------------------------------- seeds
@@ -108,7 +125,7 @@ def _evaluate_seed(detector, points: pd.DataFrame, prompts: pd.DataFrame, coarse
     return overlap, near, sizes
 
 
-def seed_study(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_layers: int, n_neurons: int, *,
+def seed_study(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_layers: int, n_neurons: int, *,
                device="cpu", seeds: Sequence[int] | None = None) -> SeedStudy:
     """At each seed s of ``seeds`` (default land_seeds): the validation split, counter-example draw and detector
     initialisation of seed s; LAND fitted without the validation facts, the four read-outs chosen on them
@@ -116,8 +133,7 @@ def seed_study(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_layer
     coarse sets and the constant set of LAND's size; the near-constant test; LAND's gain over the coarse sets on
     Chen et al.'s consistent and inconsistent facts (classes from the coarse sets, the threshold fitted on the train
     facts). A verdict of :data:`VERDICTS` may be stated only where ``holds`` says it holds at every seed."""
-    st = StudySettings.from_params(params)
-    hp0 = land.LandHyperParams.from_params(params)
+    st, hp0 = config.settings, config.hp
     seeds = list(st.seeds if seeds is None else seeds)
     train_facts = prompts.loc[prompts["split"] == "train", "fact_id"].unique()
     classes, cut = consistency.consistency_classes(prompts, coarse, reference_facts=train_facts,
@@ -178,7 +194,7 @@ def _first(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
 # --------------------------------------------------------------------------- counter-example ablation
 
 
-def counterexample_ablation(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_layers: int,
+def counterexample_ablation(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_layers: int,
                             n_neurons: int, *, device="cpu", ks: Sequence[int] | None = None,
                             seeds: Sequence[int] | None = None) -> pd.DataFrame:
     """The counter-example rule, ablated on the VALIDATION facts only (the test facts are not touched).
@@ -191,8 +207,7 @@ def counterexample_ablation(prompts: pd.DataFrame, coarse: dict, params: StudyPa
     facts), target_size (mean neurons per target), then per threshold rule r: P_r and N_L_r (mean validation set
     size at P_r; for paper_ratio it is ratio x N_s by construction, so P_paper_ratio carries the information), and
     within, fact_specific, across_other_relation at paper_ratio."""
-    st = StudySettings.from_params(params)
-    hp0 = land.LandHyperParams.from_params(params)
+    st, hp0 = config.settings, config.hp
     ks = list(st.ablation_counterexamples if ks is None else ks)
     variants = [(f"same_template, k={k}", "same_template", int(k)) for k in ks]
     variants.append((f"whole_union, {hp0.counterexamples} facts x every template", "whole_union",
@@ -226,7 +241,7 @@ _CURVE_METRICS = ("size", "within", "across_same_relation", "across_other_relati
                   "same_template_other_fact")
 
 
-def learning_curve_seeds(prompts: pd.DataFrame, coarse: dict, params: StudyParams, n_layers: int, n_neurons: int, *,
+def learning_curve_seeds(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_layers: int, n_neurons: int, *,
                          device="cpu", seeds: Sequence[int] | None = None, fractions: Sequence[float] | None = None,
                          schedules: Mapping[str, land.LandHyperParams] | None = None) -> pd.DataFrame:
     """LAND trained on nested seeded shares of the fit facts (train facts less the validation facts), the read-out
@@ -242,8 +257,7 @@ def learning_curve_seeds(prompts: pd.DataFrame, coarse: dict, params: StudyParam
     Returns one row per (setting, fraction, seed, rule): setting, fraction, seed, rule, n_train_facts,
     n_train_prompts, P, k, validation_size, and the test means of size, within, across_same_relation,
     across_other_relation, fact_specific, same_template_other_fact (nan where the rule found no P)."""
-    st = StudySettings.from_params(params)
-    hp = land.LandHyperParams.from_params(params)
+    st, hp = config.settings, config.hp
     seeds = list(st.learning_curve_seeds if seeds is None else seeds)
     fractions = list(st.learning_curve_fractions if fractions is None else fractions)
     if schedules is None:
@@ -288,15 +302,15 @@ def learning_curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([sizes, out], axis=1)
 
 
-def learning_curve_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, params: StudyParams, *,
+def learning_curve_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, config: LandConfig, *,
                          device="cpu") -> pd.DataFrame:
     """The learning curve of the main read-out (study.operating_rule; land_operating_point where P was fixed), means
     over the curve's seeds, one row per (setting, fraction) in the former layout: setting, fraction, n_train_facts,
     n_train_prompts, size, within, across_same_relation, across_other_relation, fact_specific,
     same_template_other_fact, plus <metric>_sd and n_seeds. The full frame is :func:`learning_curve_seeds`'."""
-    st = StudySettings.from_params(params)
+    st = config.settings
     rule = study.operating_rule if study.operating_rule in OPERATING_RULES else st.operating_point
-    curve = learning_curve_seeds(prompts, coarse, params, study.detector.n_layers, study.detector.n_neurons,
+    curve = learning_curve_seeds(prompts, coarse, config, study.detector.n_layers, study.detector.n_neurons,
                                  device=device)
     part = curve[curve["rule"] == rule]
     grouped = part.groupby(["setting", "fraction"], sort=False)
@@ -312,7 +326,7 @@ def learning_curve_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, 
 # --------------------------------------------------------------------------- new facts, new wordings
 
 
-def wording_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, params: StudyParams, *,
+def wording_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, config: LandConfig, *,
                   device="cpu") -> pd.DataFrame:
     """New facts against new wordings. One template per relation is held out of every train fact (kn.methods.detectors.
     wording_holdout); LAND is trained on the other nine, targets from the nine (the held-out wording is neither an
@@ -322,7 +336,7 @@ def wording_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, params:
       "new wordings": each held-out prompt against its fact's seen prompts (kn.methods.detectors.heldout_overlap_by_fact).
     Returns a long DataFrame: condition, method ("coarse" / "land"), fact_id and OVERLAP_COLUMNS."""
     hp = study.hp
-    seed = StudySettings.from_params(params).seed
+    seed = config.settings.seed
     heldout = wordings.wording_holdout(prompts, seed=seed)
     seen, _ = wordings.split_for_wordings(prompts, heldout)
     if hp.counterexample_rule == "whole_union":

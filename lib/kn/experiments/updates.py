@@ -3,9 +3,9 @@ statements, on chapter 5's test design.
 
 API
     statement_pools(prompts, size, seed) -> {relation: [prompt_id]}     perplexity statements ("prompt answer")
-    fact_update_experiment(setup, params) -> DataFrame, one row per (fact, method incl. "Before" and the variants)
+    fact_update_experiment(setup, settings) -> DataFrame, one row per (fact, method incl. "Before" and the variants)
     variant_name(key, variant) -> "LAND, top 5"
-    relation_erasing_experiment(setup, params) -> DataFrame, one row per (relation, erased set)
+    relation_erasing_experiment(setup, settings) -> DataFrame, one row per (relation, erased set)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kn.core.scoring import next_token_scores, tokenize_prompts
 from kn.experiments.conditions import (
     METHODS,
     PRIMARY,
+    EditSettings,
     InterventionSetup,
     _name,
     _rng,
@@ -69,7 +70,7 @@ def variant_name(key: str, variant: str) -> str:
     return f"{METHODS[key]}, {variant}"
 
 
-def fact_update_experiment(setup: InterventionSetup, params, *, progress: bool = False) -> pd.DataFrame:
+def fact_update_experiment(setup: InterventionSetup, settings: EditSettings, *, progress: bool = False) -> pd.DataFrame:
     """Edit every designed fact towards t' (the design's new_target_id) with each method's set (LAND Eq. 7, undone
     after each), and measure on every probe of each condition whether the top-1 token is t' and whether it moved.
 
@@ -82,18 +83,18 @@ def fact_update_experiment(setup: InterventionSetup, params, *, progress: bool =
     ("LAND, scaled λ" when edit_scaled is off, "LAND, unscaled λ" when on). The weights' checksum is compared with
     the original after every edit (ValueError if not)."""
     loaded, design, prompts = setup.loaded, setup.design, setup.prompts
-    statements = _Statements(setup, params.ppl_statements, params.seed, params.eval_batch_size)
+    statements = _Statements(setup, settings.ppl_statements, settings.seed, settings.eval_batch_size)
     checksum = editing.weights_checksum(loaded.model)
-    other_rule = "unscaled λ" if params.edit_scaled else "scaled λ"
-    edits = [(key, _name(key), setup.sets[key], params.edit_scaled, True) for key in setup.sets]
+    other_rule = "unscaled λ" if settings.edit_scaled else "scaled λ"
+    edits = [(key, _name(key), setup.sets[key], settings.edit_scaled, True) for key in setup.sets]
     for k, by_key in sorted((setup.matched or {}).items()):
-        edits += [(key, variant_name(key, f"top {k}"), sets, params.edit_scaled, False) for key, sets in by_key.items()]
-    edits += [(key, variant_name(key, other_rule), setup.sets[key], not params.edit_scaled, False)
+        edits += [(key, variant_name(key, f"top {k}"), sets, settings.edit_scaled, False) for key, sets in by_key.items()]
+    edits += [(key, variant_name(key, other_rule), setup.sets[key], not settings.edit_scaled, False)
               for key in PRIMARY if key in setup.sets]
 
     def top1(prompt_ids):
         ids = [setup.input_ids[p] for p in prompt_ids]
-        return next_token_scores(loaded, ids, [0] * len(ids), batch_size=params.eval_batch_size)["top1_id"].to_numpy()
+        return next_token_scores(loaded, ids, [0] * len(ids), batch_size=settings.eval_batch_size)["top1_id"].to_numpy()
 
     def outcomes(after, before, spans, new_token):
         out = {}
@@ -119,8 +120,8 @@ def fact_update_experiment(setup: InterventionSetup, params, *, progress: bool =
         records.append(base | {"method": "Before", "variant": "before", "ppl_within": statements.perplexity(within),
                                "ppl_across": statements.perplexity(across)} | outcomes(before, before, spans, new_token))
         for key, name, sets, scaled, with_ppl in edits:
-            with editing.update_fact(loaded, sets[row.fact_id], old_token, new_token, lambda1=params.edit_lambda1,
-                                     lambda2=params.edit_lambda2, scaled=scaled):
+            with editing.update_fact(loaded, sets[row.fact_id], old_token, new_token, lambda1=settings.edit_lambda1,
+                                     lambda2=settings.edit_lambda2, scaled=scaled):
                 after = top1(probes)
                 ppl = ({"ppl_within": statements.perplexity(within), "ppl_across": statements.perplexity(across)}
                        if with_ppl else {"ppl_within": np.nan, "ppl_across": np.nan})
@@ -137,20 +138,20 @@ def fact_update_experiment(setup: InterventionSetup, params, *, progress: bool =
     return edits_table
 
 
-def relation_erasing_experiment(setup: InterventionSetup, params, *, progress: bool = False) -> pd.DataFrame:
+def relation_erasing_experiment(setup: InterventionSetup, settings: EditSettings, *, progress: bool = False) -> pd.DataFrame:
     """Dai et al.'s erasing: for each relation, zero the value vectors of the erase_top_k neurons most common among its
     facts' refined sets (setup.refined_by_relation), and, as its control, of as many random neurons per layer; measure
     the perplexity of every relation's statements. Returns one row per (relation, erased): neurons, ppl_before,
     ppl_after and the relative change for the erased relation and the mean over the others."""
     refined_by_relation = setup.refined_by_relation
-    statements = _Statements(setup, params.ppl_statements, params.seed, params.eval_batch_size)
+    statements = _Statements(setup, settings.ppl_statements, settings.seed, settings.eval_batch_size)
     base = {r: statements.perplexity(p) for r, p in statements.pools.items()}
     checksum = editing.weights_checksum(setup.loaded.model)
     rows = []
     relations = sorted(refined_by_relation)
     for relation in (track(relations, len(relations), "erasing", "relation") if progress else relations):
-        erased = editing.most_common_neurons(refined_by_relation[relation], params.erase_top_k)
-        control = matched_random(erased, setup.n_neurons, _rng(params.seed, "erase", relation))
+        erased = editing.most_common_neurons(refined_by_relation[relation], settings.erase_top_k)
+        control = matched_random(erased, setup.n_neurons, _rng(settings.seed, "erase", relation))
         for what, chosen in (("refined neurons", erased), ("random neurons (matched)", control)):
             with editing.erase_neurons(setup.loaded, chosen):
                 after = {r: statements.perplexity(p) for r, p in statements.pools.items()}
