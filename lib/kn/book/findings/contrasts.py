@@ -84,14 +84,21 @@ def log_ratio_contrasts(results: pd.DataFrame, *, n_boot: int, seed: int) -> pd.
             interval = cluster_bootstrap_mean(diff, clusters, n_boot=n_boot, seed=seed)
             rows.append({"condition": condition, "A": a, "B": b, "difference": interval,
                          "p": cluster_bootstrap_p(diff, clusters, n_boot=n_boot, seed=seed)})
+    return _holm_family(rows, "{:+.2f}", lambda r, words: (
+        f"{r.condition}: {words} in log(P after / P before) (bootstrap p = {r.p:.3g}, Holm {r.p_holm:.3g}, "
+        f"n = {r.difference.n} facts)."))
+
+
+def _holm_family(rows: list[dict], fmt: str, sentence) -> pd.DataFrame:
+    """A declared family's table: Holm's correction over its rows' p, each row's verdict (holds) and its sentence,
+    ``sentence(row, verdict words)``."""
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     table["p_holm"] = holm(table["p"].to_numpy())
-    words = [_verdict(r.A, r.B, r.difference, r.p_holm, "{:+.2f}") for r in table.itertuples()]
+    words = [_verdict(r.A, r.B, r.difference, r.p_holm, fmt) for r in table.itertuples()]
     table["holds"] = [w[0] for w in words]
-    table["sentence"] = [f"{r.condition}: {w[1]} in log(P after / P before) (bootstrap p = {r.p:.3g}, Holm "
-                         f"{r.p_holm:.3g}, n = {r.difference.n} facts)." for r, w in zip(table.itertuples(), words)]
+    table["sentence"] = [sentence(r, w[1]) for r, w in zip(table.itertuples(), words)]
     return table
 
 
@@ -152,17 +159,10 @@ def edit_contrasts(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFra
             interval = cluster_bootstrap_mean(diff, [relation_of[f] for f in facts], n_boot=n_boot, seed=seed)
             rows.append({"condition": condition, "A": a, "B": b, "a_only": test.a_only, "b_only": test.b_only,
                          "n": test.n, "p": test.p_value, "difference": interval})
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    table["p_holm"] = holm(table["p"].to_numpy())
-    words = [_verdict(r.A, r.B, r.difference, r.p_holm, "{:+.0%}") for r in table.itertuples()]
-    table["holds"] = [w[0] for w in words]
-    table["sentence"] = [f"{r.condition}: {w[1]} in edit success ({r.a_only} vs {r.b_only} discordant of {r.n} "
-                         f"prompts, McNemar exact p = {r.p:.3g}, Holm {r.p_holm:.3g})."
-                         + (" On Unrelated prompts more success means more leakage." if r.condition == "Unrelated"
-                            else "") for r, w in zip(table.itertuples(), words)]
-    return table
+    return _holm_family(rows, "{:+.0%}", lambda r, words: (
+        f"{r.condition}: {words} in edit success ({r.a_only} vs {r.b_only} discordant of {r.n} prompts, McNemar "
+        f"exact p = {r.p:.3g}, Holm {r.p_holm:.3g})."
+        + (" On Unrelated prompts more success means more leakage." if r.condition == "Unrelated" else "")))
 
 
 def specificity_table(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
