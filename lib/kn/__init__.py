@@ -3,7 +3,7 @@
 Layers, lowest first; each imports only from the layers below it (an import-linter contract in pyproject.toml, checked
 by tests/unit/test_architecture.py):
 
-    book          findings/  figures/  report  results  summaries  environment  runner  build  submit  cli
+    book          findings/  figures/  report  results  verdicts  summaries  environment  runner  build  submit  cli
       |
     experiments   convergence  definitions  land_operating  land_robustness  conditions  amplification  updates
       |
