@@ -227,7 +227,7 @@ def cluster_run(cluster, checkout, tmp_path_factory, data_dir):
             pytest.fail(f"kn submit wrote no {submit_file.name}: {first.communicate()}")
         time.sleep(0.2)
     # the checkout changes while the jobs are queued: a task that imported the checkout's kn.attribution.shards would fail here
-    shards_py = repo / "lib" / "kn" / "shards.py"
+    shards_py = repo / "lib" / "kn" / "attribution" / "shards.py"
     pristine = shards_py.read_text()
     broken = 'raise ImportError("the checkout\'s kn.attribution.shards ran, not the submitted snapshot\'s")\n'
     shards_py.write_text(broken + pristine)
@@ -280,7 +280,7 @@ def test_a_dirty_checkout_is_refused_in_one_line(cluster_run):
     code, out, err = cluster_run[4]["dirty"]
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("kn: error: the checkout has uncommitted changes to 1 tracked file")
-    assert "lib/kn/shards.py" in err and "--allow-dirty" in err
+    assert "lib/kn/attribution/shards.py" in err and "--allow-dirty" in err
 
 
 @pytest.mark.slow

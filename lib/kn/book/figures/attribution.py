@@ -73,10 +73,11 @@ def coarse_layers(hist, threshold: float):
     _percent_axis(ax, "y")
     if not hist.sum():
         return _done(fig, "No prompt has a coarse neuron here: there is nothing to draw.")
-    top = np.argsort(share)[::-1][:3]
+    top = [int(i) for i in np.argsort(share)[::-1][:3]]
     last_third = float(share[len(share) * 2 // 3:].sum())
-    caption = (f"The most coarse neurons sit in layer {top[0]} ({share[top[0]]:.1%}), then layers {top[1]} and "
-               f"{top[2]}; the last third of the layers holds {last_third:.0%} of them.")
+    then = f", then layer{'s' if len(top) > 2 else ''} {' and '.join(map(str, top[1:]))}" if len(top) > 1 else ""
+    caption = (f"The most coarse neurons sit in layer {top[0]} ({share[top[0]]:.1%}){then}; the last third of the "
+               f"layers holds {last_third:.0%} of them.")
     return _done(fig, caption)
 
 
