@@ -145,3 +145,38 @@ def test_the_cluster_bootstrap_p_value():
     noise = np.random.default_rng(0).normal(0.0, 1.0, 27)
     assert cluster_bootstrap_p(noise, relation, n_boot=999) > 0.2
     assert cluster_bootstrap_p(np.zeros(5), np.arange(5)) == 1.0
+
+
+def test_a_share_of_facts_is_never_a_zero_width_interval():
+    """Chapter 6's success table: 0 of 27 facts must print [0%, 12.8%] (exact), not the bootstrap's [0%, 0%]; where
+    the shares vary, the interval holds the cluster bootstrap's and the exact one over the facts."""
+    from kn.base.stats import cluster_bootstrap_mean, cluster_share, rate_from_counts
+
+    relation = np.repeat(np.arange(9), 3)
+    none = cluster_share(np.zeros(27), relation, n_boot=500, seed=0)
+    assert none.mean == 0 and none.lo == 0 and none.hi == pytest.approx(rate_from_counts(0, 27).hi)
+    assert none.hi == pytest.approx(0.128, abs=5e-4)
+    every = cluster_share(np.ones(27), relation, n_boot=500, seed=0)
+    assert every.hi == 1 and every.lo == pytest.approx(rate_from_counts(27, 27).lo)
+    rng = np.random.default_rng(1)
+    shares = rng.integers(0, 2, size=27).astype(float)
+    mixed = cluster_share(shares, relation, n_boot=500, seed=0)
+    boot = cluster_bootstrap_mean(shares, relation, n_boot=500, seed=0)
+    exact = rate_from_counts(int(shares.sum()), 27)
+    assert mixed.mean == boot.mean
+    assert mixed.lo == pytest.approx(min(boot.lo, exact.lo)) and mixed.hi == pytest.approx(max(boot.hi, exact.hi))
+    with pytest.raises(ValueError, match="\\[0, 1\\]"):
+        cluster_share(np.full(27, 2.0), relation)
+
+
+def test_chapter_6s_success_table_gives_an_exact_bound_for_none_of_n():
+    import pandas as pd
+    from kn.book.findings.editing import rate_table
+    from kn.experiments.conditions import CONDITIONS
+
+    facts = [f"f{i}" for i in range(27)]
+    frame = pd.DataFrame({"fact_id": facts, "relation": [f"P{i // 3}" for i in range(27)], "method": "LAND"}
+                         | {f"success_{c}": 0.0 for c in CONDITIONS})
+    table = rate_table(frame, "success", n_boot=200, seed=0)
+    for c in CONDITIONS:
+        assert table.loc["LAND", c].hi == pytest.approx(0.128, abs=5e-4)

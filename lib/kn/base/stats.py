@@ -11,6 +11,8 @@ API
         two-stage bootstrap: resample clusters (relations), then units (facts) within each drawn cluster
     cluster_paired_difference(a [n], b [n], clusters [n], *, n_boot, seed, level) -> Interval
     cluster_bootstrap_p(values [n], clusters [n], *, n_boot, seed) -> float   two-sided p of "the mean is 0"
+    cluster_share(shares [n], clusters [n], *, n_boot, seed, level) -> Interval
+        the mean of per-unit shares of yes/no outcomes: the cluster interval, widened to the exact one over the units
     compare(name_a, name_b, interval, *, fmt="{:.2f}", unit="") -> str
         "A exceeds B by 0.31 [0.12, 0.50]" or "A and B are not distinguishable here (difference ...)"
     reaches(name, interval, threshold, *, what, source) -> str      a claim's threshold, quoted from its source
@@ -33,6 +35,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import beta as beta_dist
 from scipy.stats import binomtest, norm
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
@@ -176,6 +179,23 @@ def cluster_paired_difference(a, b, clusters, *, n_boot: int = 1000, seed: int =
     if a.shape != b.shape:
         raise ValueError(f"paired values differ in length: {a.shape} and {b.shape}")
     return cluster_bootstrap_mean(a - b, clusters, n_boot=n_boot, seed=seed, level=level)
+
+
+def cluster_share(shares, clusters, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
+    """The mean over units (facts) of each unit's share of yes outcomes ``shares`` [n] in [0, 1], with the cluster
+    bootstrap's interval (cluster_bootstrap_mean) widened to cover the exact (Clopper-Pearson) interval of
+    sum(shares) yes of n units. Resampling shares that are all 0 (or all 1) gives a zero-width interval, though 0 of
+    27 facts leaves an upper bound of 12.8%; counting each unit once (not each of its probes) keeps the exact part
+    honest when a unit's probes agree. Beta quantiles take the fractional count sum(shares)."""
+    boot = cluster_bootstrap_mean(shares, clusters, n_boot=n_boot, seed=seed, level=level)
+    if boot.n == 0:
+        return boot
+    if not 0.0 <= boot.lo <= boot.hi <= 1.0:
+        raise ValueError(f"cluster_share: shares must lie in [0, 1], got a mean interval {boot}")
+    k, n, alpha = boot.mean * boot.n, boot.n, (1.0 - level) / 2.0
+    lo = 0.0 if k <= 0 else float(beta_dist.ppf(alpha, k, n - k + 1))
+    hi = 1.0 if k >= n else float(beta_dist.ppf(1.0 - alpha, k + 1, n - k))
+    return Interval(boot.mean, min(boot.lo, lo), max(boot.hi, hi), boot.n, boot.median)
 
 
 @dataclass(frozen=True)

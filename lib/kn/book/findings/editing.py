@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kn.base.stats import Interval, cluster_bootstrap_mean, paired_difference
+from kn.base.stats import Interval, cluster_bootstrap_mean, cluster_share, paired_difference
 from kn.book.findings.common import PRIMARY_FAMILY_6, _holds
 from kn.book.findings.contrasts import (
     _edit_order,
@@ -31,8 +31,9 @@ def rate_means(edits: pd.DataFrame, prefix: str) -> pd.DataFrame:
 
 def rate_table(edits: pd.DataFrame, prefix: str, *, n_boot: int, seed: int) -> pd.DataFrame:
     """[method x condition] of Intervals: the mean over facts of each fact's share of probes with ``prefix``_<condition>
-    true, resampled by relation, then fact (kn.base.stats.cluster_bootstrap_mean)."""
-    rows = {m: {c: cluster_bootstrap_mean(g[f"{prefix}_{c}"].astype(float), g["relation"], n_boot=n_boot, seed=seed)
+    true, resampled by relation, then fact, and never narrower than the exact interval over the facts
+    (kn.base.stats.cluster_share: 0 of 27 facts prints [0%, 13%], not [0%, 0%])."""
+    rows = {m: {c: cluster_share(g[f"{prefix}_{c}"].astype(float), g["relation"], n_boot=n_boot, seed=seed)
                 for c in CONDITIONS} for m, g in edits.groupby("method")}
     return pd.DataFrame.from_dict(rows, orient="index").loc[_edit_order(rows)]
 
@@ -59,13 +60,15 @@ def update_table(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame
     """Dai et al.'s update table per method, with intervals over facts: change rate and success on Same, and the
     perplexity of statements within the fact's relation and across relations, as the mean absolute change and the
     relative change (a geometric mean, see _relative_change) against the unedited model."""
-    means = {"change rate": "changed_Same", "success rate": "success_Same",
-             "perplexity within, change": "ppl_within_change", "perplexity across, change": "ppl_across_change"}
+    shares = {"change rate": "changed_Same", "success rate": "success_Same"}  # yes/no per fact: kn.base.stats.cluster_share
+    means = {"perplexity within, change": "ppl_within_change", "perplexity across, change": "ppl_across_change"}
     relative = {"perplexity within, relative": "ppl_within_relative",
                 "perplexity across, relative": "ppl_across_relative"}
     edited = edits[edits["method"] != "Before"]
-    rows = {m: {name: cluster_bootstrap_mean(g[col].astype(float), g["relation"], n_boot=n_boot, seed=seed)
-                for name, col in means.items()}
+    rows = {m: {name: cluster_share(g[col].astype(float), g["relation"], n_boot=n_boot, seed=seed)
+                for name, col in shares.items()}
+            | {name: cluster_bootstrap_mean(g[col].astype(float), g["relation"], n_boot=n_boot, seed=seed)
+               for name, col in means.items()}
             | {name: _relative_change(g[col], g["relation"], n_boot=n_boot, seed=seed) for name, col in relative.items()}
             for m, g in edited.groupby("method")}
     order = ["change rate", "success rate", "perplexity within, change", "perplexity within, relative",
