@@ -47,6 +47,9 @@ OVERLAP_COLUMNS = ("size", "within", "across_same_relation", "across_other_relat
                    "same_template_other_fact")
 
 
+_LISTED_PAIRS = 4096  # above this many candidate pairs, across-fact pairs are drawn by index (kn.methods.detectors._Pool)
+
+
 def _require(frame: pd.DataFrame, columns: set, what: str) -> None:
     missing = set(columns) - set(frame.columns)
     if missing:
@@ -237,6 +240,10 @@ class _Pool:
         # the wording of each row: pairs of one wording across facts share the template's neurons, not the fact's
         self.templates = np.array([template_of.get(p, str(p).rsplit("#", 1)[-1]) for _, _, p, _ in rows], dtype=object)
         self.template_of = {p: t for (_, _, p, _), t in zip(rows, self.templates)}
+        self.positions: dict = {}  # template -> its rows, ascending (pairs are counted and drawn without listing them)
+        for i, t in enumerate(self.templates.tolist()):
+            self.positions.setdefault(t, []).append(i)
+        self.positions = {t: np.asarray(v, dtype=np.int64) for t, v in self.positions.items()}
         self.fact_block, self.relation_block = {}, {}
         for i, (_, f, _, r) in enumerate(rows):
             self.fact_block[f] = (self.fact_block.get(f, (i, i))[0], i + 1)
@@ -259,6 +266,10 @@ class _Pool:
         total = len(anchors) * m
         if total <= 0:
             return float("nan")
+        if total > _LISTED_PAIRS:  # draw the pairs by index: the same draw, in O(n_pairs log n) instead of O(total)
+            pairs = self._drawn(anchors, lo, hi, block, rng, n_pairs, templates, same_template)
+            if pairs is not None:
+                return _mean([jaccard(anchors[a], self.sets[r]) for a, r in pairs])
         which, column = np.divmod(np.arange(total), m)
         rows = lo + column
         rows = np.where(rows >= b0, rows + (b1 - b0), rows)  # step over the block
@@ -267,6 +278,32 @@ class _Pool:
         if keep.size > n_pairs:
             keep = np.sort(rng.choice(keep, size=n_pairs, replace=False))
         return _mean([jaccard(anchors[a], self.sets[r]) for a, r in zip(which[keep].tolist(), rows[keep].tolist())])
+
+    def _drawn(self, anchors, lo, hi, block, rng, n_pairs, templates, same_template):
+        """across()'s sampled pairs [(anchor, row)] without listing every pair: each anchor's kept rows are counted
+        from its template's positions, rng draws n_pairs of the K kept pairs by index (as rng.choice(keep) does:
+        the same numbers), and each index is mapped back to its row (the j-th row of the template, or the j-th row
+        of another template: the j-th number missing from the template's columns). None when K <= n_pairs."""
+        b0, b1 = block
+        m = (hi - lo) - (b1 - b0)
+        columns, counts = [], []
+        for t in templates:
+            p = self.positions.get(t, np.zeros(0, np.int64))
+            p = np.concatenate([p[np.searchsorted(p, lo):np.searchsorted(p, b0)] - lo,
+                                p[np.searchsorted(p, b1):np.searchsorted(p, hi)] - lo - (b1 - b0)])
+            columns.append(p)
+            counts.append(p.size if same_template else m - p.size)
+        ends = np.cumsum(counts)
+        if not ends.size or ends[-1] <= n_pairs:
+            return None
+        index = np.sort(rng.choice(int(ends[-1]), size=n_pairs, replace=False))
+        which = np.searchsorted(ends, index, side="right")
+        out = []
+        for a, k in zip(which.tolist(), index.tolist()):
+            j, p = k - (int(ends[a]) - counts[a]), columns[a]
+            column = int(p[j]) if same_template else j + int(np.searchsorted(p - np.arange(p.size), j, side="right"))
+            out.append((a, lo + column + ((b1 - b0) if lo + column >= b0 else 0)))
+        return out
 
     def row(self, fact, anchors: list, within: float, seed: int, n_pairs: int, templates) -> dict:
         (r0, r1), block = self.blocks(fact)

@@ -336,7 +336,8 @@ def size_threshold(model: LandDetector, sets: Sequence, mean_size: float, *, bat
 
     With n inputs and m = round(mean_size * n), P is the midpoint of the m-th and (m+1)-th largest of all n * L * H
     scores, so that exactly m scores lie above it (fewer where those two tie). It is solved from the scores, not
-    looked up on a grid. Only the m + 1 largest scores are kept while the batches stream by. m = 0 gives the largest
+    looked up on a grid. Only the m + 1 largest scores are kept while the batches stream by (a batch's scores below
+    the smallest of them are dropped, and the rest merged in now and then: linear in the scores). m = 0 gives the largest
     score (no set holds anything); m = n * L * H gives a P below every score."""
     if not mean_size >= 0:
         raise ValueError(f"size_threshold: mean_size={mean_size!r} must be 0 or more")
@@ -349,13 +350,20 @@ def size_threshold(model: LandDetector, sets: Sequence, mean_size: float, *, bat
     m = min(int(round(float(mean_size) * n)), n * L * H)
     csr = _Csr(list(sets))
     _check_ids(csr, L * H, "size_threshold input sets")
-    best, lowest = None, None
+    best, lowest, pending, waiting = None, None, [], 0
     for start in range(0, n, batch_size):
         flat = _scores(model, csr, start, min(start + batch_size, n), device).reshape(-1)
         low = flat.min()
         lowest = low if lowest is None else torch.minimum(lowest, low)
-        keep = flat.topk(min(m + 1, flat.numel())).values
-        best = keep if best is None else torch.cat([best, keep]).topk(min(m + 1, best.numel() + keep.numel())).values
+        if best is not None and best.numel() == m + 1:  # full: only a score above its smallest can still enter
+            flat = flat[flat > best[-1]]
+        pending.append(flat)
+        waiting += flat.numel()
+        # merged when the kept scores are not yet m + 1, or enough wait: one top-k per batch would cost O(m) each
+        if best is None or best.numel() < m + 1 or waiting >= max(m + 1, 1 << 20) or start + batch_size >= n:
+            pool = torch.cat(([best] if best is not None else []) + pending)
+            best = pool.topk(min(m + 1, pool.numel())).values
+            pending, waiting = [], 0
     if m == 0:
         return float(best[0])
     if m >= best.numel():  # every score lies above P
