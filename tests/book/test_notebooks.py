@@ -147,9 +147,13 @@ def test_executed_notebooks_have_no_errors(smoke_run):
     executed = sorted((root / "book" / "runs" / "smoke").glob("*.ipynb"))
     assert [p.stem for p in executed] == sorted(runner.CHAPTERS)
     for path in executed:
+        shown = []
         for cell in json.loads(path.read_text())["cells"]:
             for output in cell.get("outputs", []):
                 assert output["output_type"] != "error", f"{path.name}: {output.get('ename')}"
+                shown.append("".join(output.get("data", {}).get("text/markdown", "")))
+        # every chapter states the run's size against the papers' (issue 23)
+        assert any(s.startswith("Scale: this run has ") and "277,170 prompts" in s for s in shown), path.name
 
 
 def test_a_chapter_run_by_hand_takes_an_edited_value(smoke_run, tmp_path):

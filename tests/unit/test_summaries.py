@@ -86,3 +86,14 @@ def test_across_models_reads_a_claim_without_direction_by_its_interval():
     assert frame.loc[("land", "LAND beats the prior"), "across runs"] == "a single check of the paper: not counted"
     neither = across_models([run("a", Interval(0.0, -0.1, 0.1, 9), None), run("b", Interval(0.0, -0.1, 0.1, 9), None)])
     assert neither.loc[("choices", "which neuron"), "across runs"] == "a single check of the paper: not counted"
+
+
+def test_every_page_states_the_runs_scale_against_the_papers():
+    """kn.book.results.scale_sentence: the default slice (79 facts, 790 prompts) against the papers' 277,170."""
+    from kn.book.results import scale_sentence
+
+    data = _data_summary(sample_relations=10, sample_facts_train=60, sample_facts_test=19, sample_prompts=790)
+    sentence = scale_sentence(data)
+    assert sentence == ("Scale: this run has 79 facts of 10 relations, 790 prompts, 600 train-split prompts and 19 test "
+                        "facts; the papers have 27,717 facts of 34, 277,170 prompts, 249,450 train-split prompts and "
+                        "2,772 test facts (0.3% of their prompts).")

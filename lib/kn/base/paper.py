@@ -71,5 +71,10 @@ DAI_SUPPRESS_AMPLIFY = {"suppress": -0.2903, "amplify": 0.3117}
 # LAND's training schedule (Sec. 4): Adam, 3 epochs, batch 8, learning rate 1e-4 (keys of kn.methods.land.LandHyperParams).
 LAND_OPTIMISER = {"lr": 1e-4, "epochs": 3, "batch_size": 8}
 
+# The papers' scale (Dai et al.'s PARAREL list as LAND adapts it, Sec. 3.1): 34 relations, 27,738 facts, 27,717 once the
+# 21 repeated (subject, object) pairs are dropped, x 10 adapted templates; split 9:1 by fact, LAND training on the train
+# facts' prompts. Every chapter page states its run's size against these (kn.book.results.scale_sentence).
+PAPER_SCALE = {"relations": 34, "facts": 27_717, "prompts": 277_170, "train_prompts": 249_450, "test_facts": 2_772}
+
 # The thresholds the papers' claims quote, as fractions.
 LAND_OVERLAP_CLAIM = 0.9658  # R_Lo for GPT-2, the lower of the two models (Llama-3.2-1B: 0.9766)

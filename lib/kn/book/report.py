@@ -3,7 +3,8 @@
 API
     open_chapter(chapter, namespace) -> Chapter   first call of every chapter: resolves its parameters (kn.base.params),
         sends progress to the runner's file, sets the book's plotting style, opens the run folder, shows the
-        "Parameters of this run" table
+        "Parameters of this run" table and (after chapter 1) the run's scale against the papers' (show_scale)
+    show_scale(run)                 the run's facts, prompts and test facts against the papers', from chapter 1's record
     Chapter(name, params, origin, run, started);  .seconds() -> float;  .record(summary) writes it and the params
     parameters_table(params, origin, chapter) -> DataFrame   value and source of each of the chapter's keys
     show_table(frame, formats=None, *, caption=None)          numbers formatted per column, "–" for missing;
@@ -40,6 +41,8 @@ from kn.base.params import CHAPTER_KEYS, StudyParams, project_root
 from kn.base.rundir import RunFolder
 from kn.base.stats import Interval
 from kn.book.environment import current_environment
+from kn.book.results import scale_sentence
+from kn.book.summaries import DataSummary
 
 STYLE = {"style": "whitegrid", "context": "notebook", "palette": "deep"}
 _FIRST = "01_data_adaptation"
@@ -189,7 +192,18 @@ def open_chapter(chapter: str, namespace) -> Chapter:
     if chapter != _FIRST:
         run.check_params(params)
     display(_styled(parameters_table(params, origin, chapter), caption="Parameters of this run"))
+    if chapter != _FIRST:
+        show_scale(run)
     return Chapter(chapter, params, origin, run, time.perf_counter())
+
+
+def show_scale(run: RunFolder) -> None:
+    """The run's size against the papers' (kn.book.results.scale_sentence), from chapter 1's record; nothing before
+    chapter 1 has written it."""
+    from IPython.display import Markdown, display  # display only inside a chapter's kernel
+
+    if DataSummary.exists(run):
+        display(Markdown(scale_sentence(DataSummary.read(run))))
 
 
 def parameters_table(params: StudyParams, origin: dict, chapter: str) -> pd.DataFrame:

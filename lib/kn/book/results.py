@@ -10,6 +10,7 @@ API
         ours as kn.base.stats.Interval ("mean [low, high]"), "–" where a source gives nothing
     claims(runs, chapter) -> DataFrame [claim x run]: each run's verdict sentence for each claim of that chapter
     run_title(folder, name) -> str                          "<name>: <model>, <relations> relations, <facts> facts, ..."
+    scale_sentence(data) -> str     the run's facts, prompts, train prompts and test facts against the papers' (PAPER_SCALE)
         (the book's navigation names each run's section with it)
     chapter_times(runs) -> DataFrame [run x chapter] seconds, chapters by number and short name ("4 LAND")
     environment_table(runs) -> DataFrame [run x (python, torch, transformers, commit, against the lock)]: what each
@@ -108,8 +109,14 @@ def data_table(runs: list[Run]) -> pd.DataFrame:
     rows = {r.label: {"population": r.data.population + (f" ({r.data.known_rule})" if r.data.known_rule else ""),
                       "relations": r.data.sample_relations, "train facts": r.data.sample_facts_train,
                       "test facts": r.data.sample_facts_test, "prompts": r.data.sample_prompts,
+                      "share of the papers' prompts": r.data.sample_prompts / paper.PAPER_SCALE["prompts"],
                       "top-1 accuracy": r.data.top1_accuracy,
                       "to re-run": ", ".join(r.outdated or []) or "–"} for r in runs}
+    scale = paper.PAPER_SCALE
+    rows["the papers (LAND, Dai et al.)"] = {
+        "population": "all", "relations": scale["relations"], "train facts": scale["facts"] - scale["test_facts"],
+        "test facts": scale["test_facts"], "prompts": scale["prompts"], "share of the papers' prompts": 1.0,
+        "top-1 accuracy": None, "to re-run": "–"}
     return _frame(rows)
 
 
@@ -249,6 +256,24 @@ def claims(runs: list[Run], chapter: str) -> pd.DataFrame:
 
 
 
+
+
+def _train_prompts(data: DataSummary) -> int:
+    # every fact has the same templates (the adaptation brings each relation to exactly 10), so prompts split as facts
+    facts = data.sample_facts_train + data.sample_facts_test
+    return round(data.sample_prompts * data.sample_facts_train / facts) if facts else 0
+
+
+def scale_sentence(data: DataSummary) -> str:
+    """One sentence: this run's size against the papers' (kn.base.paper.PAPER_SCALE), said beside every verdict."""
+    paper_scale = paper.PAPER_SCALE
+    facts = data.sample_facts_train + data.sample_facts_test
+    share = data.sample_prompts / paper_scale["prompts"]
+    return (f"Scale: this run has {facts:,} facts of {data.sample_relations} relations, {data.sample_prompts:,} "
+            f"prompts, {_train_prompts(data):,} train-split prompts and {data.sample_facts_test:,} test facts; the "
+            f"papers have {paper_scale['facts']:,} facts of {paper_scale['relations']}, {paper_scale['prompts']:,} "
+            f"prompts, {paper_scale['train_prompts']:,} train-split prompts and {paper_scale['test_facts']:,} test "
+            f"facts ({share:.1%} of their prompts).")
 
 
 def run_title(folder: RunFolder | None, name: str) -> str:
