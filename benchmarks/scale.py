@@ -485,11 +485,24 @@ DEPENDS = {"store_write": ("prompts",), "store_read": ("store_write",), "coarse_
            "overlap_tables": ("detector_nearest_neighbour", "detector_constant_oracle")}
 
 
+LABELS = {  # the steps as book/reproduce.md's table names them
+    "prompts": "chapter 1's prompt table", "store_write": "the store written through `compute` (reused when complete)",
+    "store_read": "`AttributionStore.read()`", "coarse_sets": "coarse sets at t = 0.2, every prompt",
+    "table4": "Table 4 and Fig. 1", "threshold_sweep": "threshold sweep t = 0.1..0.5 (test facts)",
+    "kn_refining": "Knowledge-Neurons refining and Table 2",
+    "land_training_data": "LAND's training data and validation split",
+    "land_train": "LAND training: 3 epochs x every train prompt, batch 8", "p_sweep": "P chosen on validation facts",
+    "land_inference": "LAND sets of every prompt", "detector_relation_prior": "relation prior",
+    "detector_nearest_neighbour": "nearest neighbour, test x train prompts",
+    "detector_constant_oracle": "constant set and oracle", "overlap_tables": "overlap tables of six detectors, Table 7",
+}
+
+
 def markdown(paths) -> str:
     """The scale table of book/reproduce.md from result files: one row per step, a column pair per file."""
     results = [json.loads(Path(p).read_text()) for p in paths]
     head = " | ".join(f"{r['arch']} ({r['n_layers']} x {r['n_neurons']}), "
-                      f"{r['steps'][0].get('prompts', r['prompts_requested']):,} prompts: s | peak GB" for r in results)
+                      f"{r['steps'][0].get('prompts', r['prompts_requested']):,} prompts: s | peak GiB" for r in results)
     lines = [f"| step | {head} |", "|---|" + "---|---|" * len(results)]
     for name in STEPS:
         cells = []
@@ -501,7 +514,7 @@ def markdown(paths) -> str:
             seconds = (f"{row['extrapolated_seconds']:,.0f} (extrapolated)" if row.get("extrapolated")
                        else f"{row['seconds']:,.1f}")
             cells += [seconds, f"{row['peak_rss_mb'] / 1024:.1f}"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -66,3 +66,15 @@ def test_profile_and_slice_on_the_data(data_dir):
     sliced = pararel.sample_facts(data.facts, check_params(path, parse_overrides(SLICE)))
     per = sliced.groupby(["relation", "split"]).size().unstack()
     assert len(per) == 34 and (per["train"] == 20).all() and (per["test"] == 5).all()
+
+
+@pytest.mark.parametrize("name, t", [("gpt2.yaml", 0.3), ("llama-3.2-1b.yaml", 0.2)])
+def test_the_papers_own_models_files_are_the_same_study(name, t):
+    """params/gpt2.yaml and params/llama-3.2-1b.yaml: the paper profile's population, split and LAND schedule, at the
+    coarse threshold LAND's Table 3 gives each model."""
+    params, paper = load_params(ROOT / "params" / name), load_params(ROOT / "params" / "smollm2-135m-paper.yaml")
+    for key in ("population", "relations", "n_relations", "train_facts_per_relation", "test_facts_per_relation",
+                "candidate_facts_per_relation", "test_fraction", "seed", "land_lr", "land_epochs", "land_batch_size",
+                "land_rank", "ig_steps", "ig_rule", "ig_dtype"):
+        assert getattr(params, key) == getattr(paper, key), key
+    assert params.coarse_threshold == t
