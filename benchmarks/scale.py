@@ -164,7 +164,7 @@ def build_prompt_table(n_prompts: int, seed: int) -> tuple[pd.DataFrame, str]:
 
     try:
         data = pararel.load_adapted(StudyParams(seed=seed))
-        facts, templates, source = data.facts, data.templates, f"PARAREL adapted ({data.data_dir})"
+        facts, templates, source = data.facts, data.templates, "PARAREL adapted (the data folder, $KN_DATA_DIR)"
     except Exception as err:  # no data here: the same shape, synthesised
         facts, templates = _synthetic_facts(seed)
         source = f"synthetic: 34 relations x 815 facts x 10 templates (no PARAREL data: {type(err).__name__})"
