@@ -20,6 +20,7 @@ from kn.core.scoring import next_token_scores
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements" / "lock-cpu.txt"
 EMBEDDED_LOCK = ROOT / "requirements" / "embedded-model.txt"
+GEMMA_LOCK = ROOT / "requirements" / "gemma-model.txt"  # the optional extra: allowed when installed, at its pins
 PROMPTS = [torch.tensor([5, 17, 9, 33, 2, 71]), torch.tensor([11]), torch.tensor([40, 3, 99])]
 
 
@@ -43,8 +44,9 @@ def test_environment_yml_follows_the_lock():
 @pytest.mark.skipif(Path(sys.prefix).resolve() != (ROOT / ".venv").resolve(),
                     reason="the project's own .venv (made by `make setup`) is not the running interpreter")
 def test_make_setup_installed_exactly_the_lock():
-    """`pip freeze` of the project's venv equals the lock (plus the embedded model's wheel and the project itself); a
-    torch the user installed before `make setup` (a CUDA build) is the one allowed difference."""
+    """`pip freeze` of the project's venv equals the lock (plus the embedded model's wheel and the project itself, and
+    the optional Gemma extra at its pins when installed); a torch the user installed before `make setup` (a CUDA build)
+    is the one allowed difference."""
     installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in metadata.distributions()}
     expected = locked_versions(LOCK) | locked_versions(EMBEDDED_LOCK)
     installed.pop("kn-study")
@@ -53,7 +55,8 @@ def test_make_setup_installed_exactly_the_lock():
         expected = {k: v for k, v in expected.items() if not k.startswith("nvidia-")}
         installed = {k: v for k, v in installed.items() if not k.startswith(("nvidia-", "triton"))}
     missing = {k: v for k, v in expected.items() if installed.get(k) != v}
-    extra = {k: v for k, v in installed.items() if k not in expected}
+    optional = locked_versions(GEMMA_LOCK)
+    extra = {k: v for k, v in installed.items() if k not in expected and optional.get(k) != v}
     assert not missing and not extra, f"differs from the lock: missing or other version {missing}, not locked {extra}"
 
 
