@@ -11,13 +11,15 @@ from kn.book import findings
 from kn.experiments.conditions import CONDITIONS
 
 
-def _edits(n_facts: int = 8) -> pd.DataFrame:
+def _edits(n_facts: int = 8, n_relations: int = 4, land_leaks_every: int = 0) -> pd.DataFrame:
     """LAND succeeds on every Same prompt, KN-refined on none, Baseline on half; Baseline also leaks onto every
-    Unrelated prompt. Two Related and two Unrelated probes per fact."""
+    Unrelated prompt (and LAND onto one of its two on every land_leaks_every-th fact). Two Related and two Unrelated
+    probes per fact; fact i is of relation i % n_relations."""
     rows = []
     for i in range(n_facts):
-        fact, relation = f"P{i % 4}:{i}", f"P{i % 4}"
-        hits = {"Before": (0, [0, 0], [0, 0]), "LAND": (1, [1, 0], [0, 0]), "KN-refined": (0, [0, 0], [0, 0]),
+        fact, relation = f"P{i % n_relations}:{i}", f"P{i % n_relations}"
+        land_leak = [1, 0] if land_leaks_every and i % land_leaks_every == 0 else [0, 0]
+        hits = {"Before": (0, [0, 0], [0, 0]), "LAND": (1, [1, 0], land_leak), "KN-refined": (0, [0, 0], [0, 0]),
                 "Baseline": (i % 2, [1, 1], [1, 1]), "Random (LAND)": (0, [0, 0], [0, 0]),
                 "Random (KN-refined)": (0, [0, 0], [0, 0]), "Random (Baseline)": (0, [0, 0], [0, 0]),
                 "LAND, top 5": (1, [1, 1], [0, 0])}
@@ -39,37 +41,89 @@ def test_edit_rates_are_exact_over_every_probe():
     assert set(findings.edit_rates(_edits(), "top 5")) == {"LAND, top 5"}
 
 
-def test_edit_contrasts_show_the_discordant_counts_and_are_holm_corrected():
-    table = findings.edit_contrasts(_edits(16), n_boot=200, seed=0).set_index(["condition", "A", "B"])
+def test_edit_contrasts_decide_on_facts_with_relation_clusters():
+    table = findings.edit_contrasts(_edits(32, n_relations=16), n_boot=200, seed=0).set_index(["condition", "A", "B"])
     row = table.loc[("Same", "LAND", "KN-refined")]
-    assert (row["a_only"], row["b_only"], row["n"]) == (16, 0, 16)
-    assert row["p"] == pytest.approx(2 * 0.5 ** 16) and row["p_holm"] >= row["p"] and row["holds"] is True
+    assert (row["a_only"], row["b_only"], row["n"]) == (32, 0, 32)  # the probes, descriptive
+    assert row["n_facts"] == 32 and row["n_clusters"] == 16
+    assert row["p"] == pytest.approx(2 * 0.5 ** 16)  # the exact sign flip over 16 clusters, not over 32 probes
+    assert row["p_holm"] < 0.05 and row["holds"] is True and "favours LAND" in row["sentence"]
     assert len(table) == 3 * 5  # the declared family: 5 pairs x 3 conditions, and nothing else
-    baseline = table.loc[("Same", "LAND", "Baseline")]
-    assert (baseline["a_only"], baseline["b_only"]) == (8, 0) and baseline["p"] == pytest.approx(2 * 0.5 ** 8)
-    assert baseline["p"] < 0.05 and baseline["p_holm"] > 0.05 and baseline["holds"] is None  # Holm decides
-    assert "discordant" in table.loc[("Unrelated", "LAND", "Baseline"), "sentence"]
+    baseline = table.loc[("Same", "LAND", "Baseline")]  # Baseline succeeds on even facts: 8 clusters differ
+    assert baseline["p"] == pytest.approx(2 * 0.5 ** 8) and baseline["p_holm"] > 0.05 and baseline["holds"] is None
+    assert row["floor"] == pytest.approx(2 * 0.5 ** 16) and row["holm_level"] == pytest.approx(0.05 / 15)
 
 
-def test_specificity_is_same_minus_unrelated_net_of_before():
-    table = findings.specificity_table(_edits(), n_boot=200, seed=0)
+def test_one_relation_that_succeeds_on_every_probe_is_not_a_finding():
+    """30 facts in 5 relations, 3 probes each; A succeeds on every probe of one relation's 6 facts, B on none. Pooled
+    probes give McNemar 18 vs 0 of 90 (p = 7.6e-6); the fact is the unit and the relation the cluster, so it is one
+    cluster's worth of evidence: not distinguishable."""
+    from kn.base.stats import mcnemar_exact
+
+    rows = []
+    for i in range(30):
+        fact, relation = f"R{i % 5}:{i}", f"R{i % 5}"
+        for method in ("Before", "LAND", "KN-refined", "Baseline", "Random (LAND)", "Random (KN-refined)",
+                       "Random (Baseline)"):
+            yes = [1, 1, 1] if method == "LAND" and relation == "R0" else [0, 0, 0]
+            rows.append({"fact_id": fact, "relation": relation, "method": method,
+                         "variant": "before" if method == "Before" else "paper",
+                         **{f"outcomes_{c}": yes for c in CONDITIONS},
+                         **{f"success_{c}": float(np.mean(yes)) for c in CONDITIONS}})
+    edits = pd.DataFrame(rows)
+    pooled = mcnemar_exact([1] * 18 + [0] * 72, [0] * 90)
+    assert pooled.p_value == pytest.approx(7.6e-6, rel=0.02)  # what counting probes would say
+    table = findings.edit_contrasts(edits, n_boot=500, seed=0).set_index(["condition", "A", "B"])
+    row = table.loc[("Related", "LAND", "KN-refined")]
+    assert (row["a_only"], row["b_only"], row["n"]) == (18, 0, 90)
+    assert row["p"] == 1.0 and row["holds"] is None and "not distinguishable" in row["sentence"]
+    assert row["difference"].covers(0.0)
+
+
+def test_more_leakage_on_unrelated_prompts_favours_the_other_method():
+    edits = _edits(32, n_relations=16, land_leaks_every=1)  # LAND leaks on every fact, its random control never
+    table = findings.edit_contrasts(edits, n_boot=200, seed=0).set_index(["condition", "A", "B"])
+    row = table.loc[("Unrelated", "LAND", "Random (LAND)")]
+    assert row["direction"] == "lower" and row["difference"].mean > 0
+    assert row["holds"] is False and "favours Random (LAND)" in row["sentence"]
+    words = findings.contrasts_table(table.reset_index()).loc[("Unrelated", "LAND", "Random (LAND)"), "verdict"]
+    assert words == "favours Random (LAND)"
+
+
+def test_specificity_is_same_minus_unrelated_each_net_of_before():
+    table = findings.specificity_table(_edits(32, n_relations=16, land_leaks_every=4), n_boot=200, seed=0)
     land = table.loc["LAND", "Same minus Unrelated (net)"]
-    assert land.mean == pytest.approx(1.0) and table.loc["LAND", "verdict"] == "specific"
+    assert land.mean == pytest.approx(1.0 - 8 * 0.5 / 32) and table.loc["LAND", "verdict"] == "specific"
     baseline = table.loc["Baseline", "Same minus Unrelated (net)"]
     assert baseline.mean == pytest.approx(0.5 - 1.0) and table.loc["Baseline", "verdict"] != "specific"
+    # Same is net of Before too: a Before that already answers t' on the Same prompt takes that success away
+    edits = _edits(32, n_relations=16, land_leaks_every=4)
+    edits.loc[edits["method"] == "Before", "success_Same"] = 1.0
+    assert table.loc["LAND", "p"] < 0.05
+    assert findings.specificity_table(edits, n_boot=200, seed=0).loc["LAND", "Same minus Unrelated (net)"].mean < 0
+    # four clusters cannot decide it, whatever the facts say
+    assert findings.specificity_table(_edits(8, land_leaks_every=4), n_boot=200, seed=0).loc["LAND", "verdict"] \
+        == "not distinguishable here"
 
 
-def test_power_rows_need_more_facts_when_the_method_disagree_more():
-    contrasts = findings.edit_contrasts(_edits(), n_boot=100, seed=0)
+def test_power_rows_use_the_holm_level_the_design_effect_and_give_the_detectable_difference():
+    contrasts = findings.edit_contrasts(_edits(32, n_relations=16, land_leaks_every=4), n_boot=100, seed=0)
     rows = {r["claim"]: r for r in findings.power_rows(contrasts, "06")}
-    assert set(rows) == {"Same: LAND vs KN-refined", "Same: LAND vs Baseline", "Related: LAND vs KN-refined",
-                         "Related: LAND vs Baseline"}
-    same = rows["Same: LAND vs KN-refined"]
-    assert same["paper effect (GPT-2)"] == pytest.approx(0.2581 - 0.2049) and same["test facts here"] == 8
-    assert same["test facts needed (80% power)"] > 8
+    assert len(rows) == 15  # every primary contrast
+    same = rows["Same: LAND vs Baseline"]
+    assert same["paper effect (GPT-2)"] == pytest.approx(0.2581 - 0.1498) and same["test facts here"] == 32
+    assert same["level (Holm's first step)"] == pytest.approx(0.05 / 15)
+    from kn.base.stats import power_mean_n
+
+    at_holm = power_mean_n(same["paper effect (GPT-2)"], 0.5, alpha=0.05 / 15)
+    assert at_holm > power_mean_n(same["paper effect (GPT-2)"], 0.5)  # Holm's level needs more facts than 0.05
+    assert same["design effect"] >= 1 and np.isfinite(same["smallest detectable difference here"])
+    assert np.isnan(rows["Same: Baseline vs Random (Baseline)"]["paper effect (GPT-2)"])
+    few = {r["claim"]: r for r in findings.power_rows(findings.edit_contrasts(_edits(), n_boot=100, seed=0), "06")}
+    assert few["Same: LAND vs Baseline"]["smallest detectable difference here"] == float("inf")  # 4 clusters
 
 
-def _amplification(n_facts: int = 12) -> pd.DataFrame:
+def _amplification(n_facts: int = 12, n_relations: int = 12) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []
     for i in range(n_facts):
@@ -79,7 +133,7 @@ def _amplification(n_facts: int = 12) -> pd.DataFrame:
                 before = float(rng.uniform(0.01, 0.5))
                 after = before * gain * float(np.exp(rng.normal(0, 0.01)))
                 rows.append({"condition": condition, "method": method, "action": "amplify", "fact_id": f"f{i}",
-                             "relation": f"R{i % 3}", "prompt_id": f"f{i}#{condition}", "p_before": before,
+                             "relation": f"R{i % n_relations}", "prompt_id": f"f{i}#{condition}", "p_before": before,
                              "p_after": after, "change_rate": after / before - 1,
                              "log_ratio": np.log(after) - np.log(before)})
     return pd.DataFrame(rows)
@@ -87,10 +141,12 @@ def _amplification(n_facts: int = 12) -> pd.DataFrame:
 
 def test_the_log_ratio_family_and_both_readings_of_table_9():
     results = _amplification()
-    # a bootstrap p is at least 2 / (n_boot + 1): within a family of 15, Holm needs n_boot in the thousands
-    table = findings.log_ratio_contrasts(results, n_boot=2000, seed=0).set_index(["condition", "A", "B"])
+    table = findings.log_ratio_contrasts(results, n_boot=1000, seed=0).set_index(["condition", "A", "B"])
     doubled = table.loc[("Same", "LAND", "KN-refined")]
     assert doubled["difference"].mean == pytest.approx(np.log(2), abs=0.02) and doubled["holds"] is True
+    assert doubled["p"] == pytest.approx(2 * 0.5 ** 12)  # exact: 12 clusters, every one the same way
+    three = findings.log_ratio_contrasts(_amplification(12, 3), n_boot=1000, seed=0).set_index(["condition", "A", "B"])
+    assert three.loc[("Same", "LAND", "KN-refined"), "holds"] is None  # 3 clusters: the floor is 0.25
     assert table.loc[("Same", "KN-refined", "Random (KN-refined)"), "holds"] is None
     readings = findings.table9_readings({"LAND": {c: Interval(1.0, 0.9, 1.1, 12) for c in CONDITIONS}})
     assert readings.loc[("LAND, GPT-2, read as ratios", "LAND"), "Same"] == pytest.approx(3.21)

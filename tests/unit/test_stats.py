@@ -6,7 +6,9 @@ from kn.base.stats import Interval, bootstrap_mean, compare, paired_difference, 
 
 
 def test_bootstrap_mean():
-    assert bootstrap_mean(np.full(50, 0.1)) == Interval(0.1, 0.1, 0.1, 50, 0.1)
+    constant = bootstrap_mean(np.full(50, 0.1))  # equal values: no interval, never [0.1, 0.1]
+    assert constant.mean == 0.1 and np.isnan(constant.lo) and not constant.excludes_zero and constant.covers(5.0)
+    assert str(constant) == "0.10 (no spread over 50: no interval)"
     assert bootstrap_mean([0.3, np.nan, 0.3]).n == 2
     empty = bootstrap_mean([np.nan, np.nan])
     assert empty.n == 0 and np.isnan(empty.mean) and str(empty) == "–"
@@ -56,7 +58,7 @@ def test_relative_change_is_a_geometric_mean_that_one_blow_up_cannot_own():
     assert change.median == pytest.approx(1.0)  # the typical fact: +100%
     assert change.mean == pytest.approx(np.exp(np.mean(np.log(after / before))) - 1)
     assert change.mean < 1e6 < np.mean(after / before - 1)  # the arithmetic mean would report the blow-up
-    assert _relative_change(before / before - 1, np.arange(5), n_boot=200, seed=0).format("{:+.0%}") == "+0% [+0%, +0%]"
+    assert _relative_change(before / before - 1, np.arange(5), n_boot=200, seed=0).format("{:+.0%}") == "+0% (no spread over 5: no interval)"
 
 
 # --------------------------------------------------------------------------- clusters, rates, paired tests, families

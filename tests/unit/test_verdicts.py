@@ -26,11 +26,27 @@ def test_only_primary_contrasts_are_counted_across_runs():
     runs = [_run("a", primary_holds=True, exploratory_holds=True, power=[]),
             _run("b", primary_holds=False, exploratory_holds=True, power=[])]
     frame = across_models(runs)
-    assert frame.loc[("editing", "Same: LAND vs Baseline"), "across runs"] == "holds for 1 of 2 runs"
+    assert frame.loc[("editing", "Same: LAND vs Baseline"), "across runs"] == \
+        "favours LAND in 1, Baseline in 1, not distinguishable in 0 of 2 runs"
+    assert frame.loc[("editing", "Same: LAND vs Baseline"), "a"] == "favours LAND: 0.10 [0.02, 0.20]"
     assert frame.loc[("editing", "LAND's edit is specific"), "across runs"] == "exploratory: not counted"
     counts = primary_counts(runs)
-    assert counts.loc[FAMILY, "a"] == "1 hold, 0 fail, 1 not distinguishable (of 2)"
-    assert counts.loc[FAMILY, "b"] == "0 hold, 1 fail, 1 not distinguishable (of 2)"
+    assert counts.loc[FAMILY, "a"] == "1 favour A, 0 favour B, 1 not distinguishable (of 2)"
+    assert counts.loc[FAMILY, "b"] == "0 favour A, 1 favour B, 1 not distinguishable (of 2)"
+
+
+def test_more_leakage_on_unrelated_prompts_is_never_tallied_for_the_method_that_leaks():
+    """On Unrelated prompts lower is better: LAND leaking more than Baseline (difference > 0, significant) is a
+    contrast that favours Baseline (holds False, as edit_contrasts decides it), and the tallies say so."""
+    from kn.book.verdicts import verdict
+
+    leak = Claim("Unrelated: LAND vs Baseline", "", Interval(0.2, 0.1, 0.3, 30, n_clusters=15), False, FAMILY, 1e-4,
+                 1e-3, "lower")
+    runs = [SimpleNamespace(name="a", label="a", short="a", choices=None, overlap=None, land=None,
+                            amplification=None, editing=SimpleNamespace(claims=[leak], power=[]))]
+    assert verdict("editing", leak) == "favours B"
+    assert across_models(runs).loc[("editing", "Unrelated: LAND vs Baseline"), "a"] == "favours Baseline: 0.20 [0.10, 0.30]"
+    assert primary_counts(runs).loc[FAMILY, "a"] == "0 favour A, 1 favour B, 0 not distinguishable (of 1)"
 
 
 def test_power_lines_give_the_facts_needed_per_claim_and_run():

@@ -1,8 +1,9 @@
 """kn.base.stats: intervals over facts, and the sentences that compare methods with them.
 
 API
-    Interval(mean, lo, hi, n, median=nan)            a bootstrap interval; str() -> "0.12 [0.05, 0.20]"
-        .covers(x) -> bool; .excludes_zero -> bool; .format(fmt) -> str
+    Interval(mean, lo, hi, n, median=nan, n_clusters=0)   a bootstrap interval; str() -> "0.12 [0.05, 0.20]"
+        .covers(x) -> bool; .excludes_zero -> bool; .decidable (>= 2 clusters, bounds); .format(fmt) -> str
+        never zero-width: equal values give the exact interval within known bounds, else none (nan, "no spread")
     bootstrap_mean(values [n], *, n_boot=1000, seed=0, level=0.95) -> Interval
         percentile bootstrap of the mean over the non-nan values (facts are the resampled unit)
     paired_difference(a [n], b [n], *, n_boot, seed, level) -> Interval
@@ -11,6 +12,8 @@ API
         two-stage bootstrap: resample clusters (relations), then units (facts) within each drawn cluster
     cluster_paired_difference(a [n], b [n], clusters [n], *, n_boot, seed, level) -> Interval
     cluster_bootstrap_p(values [n], clusters [n], *, n_boot, seed) -> float   two-sided p of "the mean is 0"
+        (kept for reference; the book's tests are the exact sign flips below)
+    (the tests over clusters, their floor and power: kn.base.clustered)
     cluster_share(shares [n], clusters [n], *, n_boot, seed, level) -> Interval
         the mean of per-unit shares of yes/no outcomes: the cluster interval, widened to the exact one over the units
     compare(name_a, name_b, interval, *, fmt="{:.2f}", unit="") -> str
@@ -51,28 +54,61 @@ class Interval:
     hi: float
     n: int
     median: float = float("nan")
+    n_clusters: int = 0  # clusters (relations, merged where they share facts) behind it; 0: not clustered
 
     def covers(self, x: float) -> bool:
+        """Whether x is inside [lo, hi]; an interval without bounds (no spread, unbounded data) covers everything."""
+        if math.isnan(self.lo) or math.isnan(self.hi):
+            return True
         return bool(self.lo <= x <= self.hi)
 
     @property
     def excludes_zero(self) -> bool:
         return not math.isnan(self.lo) and not self.covers(0.0)
 
+    @property
+    def decidable(self) -> bool:
+        """At least two clusters (or, unclustered, two units) and bounds: a claim needs this to be decided at all."""
+        return (self.n_clusters if self.n_clusters else self.n) >= 2 and not math.isnan(self.lo)
+
     def format(self, fmt: str = "{:.2f}") -> str:
         if math.isnan(self.mean):
             return "–"
+        if math.isnan(self.lo) or math.isnan(self.hi):
+            return f"{fmt.format(self.mean)} (no spread over {self.n}: no interval)"
         return f"{fmt.format(self.mean)} [{fmt.format(self.lo)}, {fmt.format(self.hi)}]"
 
     def __str__(self) -> str:
         return self.format()
 
     def as_dict(self) -> dict:
-        return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "n": self.n, "median": self.median}
+        return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "n": self.n, "median": self.median,
+                "n_clusters": self.n_clusters}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Interval":
-        return cls(float(d["mean"]), float(d["lo"]), float(d["hi"]), int(d["n"]), float(d.get("median", "nan")))
+        return cls(float(d["mean"]), float(d["lo"]), float(d["hi"]), int(d["n"]), float(d.get("median", "nan")),
+                   int(d.get("n_clusters", 0)))
+
+
+def _exact_bounds(total: float, n: int, level: float) -> tuple[float, float]:
+    """Clopper-Pearson bounds of a mean of n values in [0, 1] that sum to ``total`` (beta quantiles take a
+    fractional count): conservative for any [0, 1]-bounded mean, never zero-width."""
+    alpha = (1.0 - level) / 2.0
+    lo = 0.0 if total <= 0 else float(beta_dist.ppf(alpha, total, n - total + 1))
+    hi = 1.0 if total >= n else float(beta_dist.ppf(1.0 - alpha, total + 1, n - total))
+    return lo, hi
+
+
+def _no_spread(c: float, n: int, median: float, bounds, level: float, n_clusters: int = 0) -> Interval:
+    """The interval of n equal values c: resampling them gives [c, c], which claims a certainty the data do not
+    hold. With known ``bounds`` (a, b) of the quantity the exact (Clopper-Pearson) interval of the mean, mapped to
+    [a, b]; without, no bounds at all (nan: the interval then covers every value and decides nothing)."""
+    if bounds is None:
+        return Interval(c, float("nan"), float("nan"), n, median, n_clusters)
+    a, b = (float(x) for x in bounds)
+    lo, hi = _exact_bounds((c - a) / (b - a) * n, n, level)
+    return Interval(c, a + lo * (b - a), a + hi * (b - a), n, median, n_clusters)
 
 
 def _resampled_means(v: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -85,9 +121,10 @@ def _resampled_means(v: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return means
 
 
-def bootstrap_mean(values, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
+def bootstrap_mean(values, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95, bounds=None) -> Interval:
     """Mean of the non-nan ``values`` [n] with its percentile-bootstrap ``level`` interval; all-nan or empty input
-    gives nan; a constant array gives (c, c, c) exactly."""
+    gives nan; a constant array (or n = 1) never gives a zero-width interval: the exact interval within ``bounds``
+    (a, b) of the quantity where given (shares: (0, 1), differences of shares: (-1, 1)), else no bounds."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     v = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -97,29 +134,30 @@ def bootstrap_mean(values, *, n_boot: int = 1000, seed: int = 0, level: float = 
         return Interval(nan, nan, nan, 0, nan)
     median = float(np.median(v))
     if np.all(v == v[0]):
-        c = float(v[0])
-        return Interval(c, c, c, int(v.size), median)
+        return _no_spread(float(v[0]), int(v.size), median, bounds, level)
     means = _resampled_means(v, n_boot, seed)
     alpha = (1.0 - level) / 2.0
     lo, hi = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)])
     return Interval(float(v.mean()), float(lo), float(hi), int(v.size), median)
 
 
-def paired_difference(a, b, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
+def paired_difference(a, b, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95, bounds=None) -> Interval:
     """Mean of a - b [n] over the units (facts) where both are defined, with a bootstrap that resamples units, so
     that what a unit shares between the two methods cancels. a and b must be aligned unit by unit."""
     a = np.asarray(a, dtype=np.float64).reshape(-1)
     b = np.asarray(b, dtype=np.float64).reshape(-1)
     if a.shape != b.shape:
         raise ValueError(f"paired values differ in length: {a.shape} and {b.shape}")
-    return bootstrap_mean(a - b, n_boot=n_boot, seed=seed, level=level)
+    return bootstrap_mean(a - b, n_boot=n_boot, seed=seed, level=level, bounds=bounds)
 
 
-def cluster_bootstrap_mean(values, clusters, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
+def cluster_bootstrap_mean(values, clusters, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                           bounds=None) -> Interval:
     """Mean of the non-nan ``values`` with a two-stage percentile bootstrap: draw as many clusters as there are, with
     replacement, then within each drawn cluster as many of its units as it has, with replacement. Facts of one
     relation share templates and answer types, so relations are the clusters; with one unit per cluster this is the
-    plain bootstrap. The estimate is the plain mean over units."""
+    plain bootstrap. The estimate is the plain mean over units; the Interval records its number of clusters. Equal
+    values never give a zero-width interval (see bootstrap_mean's ``bounds``)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     v = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -132,12 +170,13 @@ def cluster_bootstrap_mean(values, clusters, *, n_boot: int = 1000, seed: int = 
         nan = float("nan")
         return Interval(nan, nan, nan, 0, nan)
     median = float(np.median(v))
+    k = len(set(c.tolist()))
     if np.all(v == v[0]):
-        return Interval(float(v[0]), float(v[0]), float(v[0]), int(v.size), median)
+        return _no_spread(float(v[0]), int(v.size), median, bounds, level, k)
     means = _cluster_means(v, c, n_boot, seed)
     alpha = (1.0 - level) / 2.0
     lo, hi = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)])
-    return Interval(float(v.mean()), float(lo), float(hi), int(v.size), median)
+    return Interval(float(v.mean()), float(lo), float(hi), int(v.size), median, k)
 
 
 def _cluster_means(v: np.ndarray, c: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -172,13 +211,14 @@ def cluster_bootstrap_p(values, clusters, *, n_boot: int = 1000, seed: int = 0) 
     return float(min(1.0, 2 * (min(below, above) + 1) / (n_boot + 1)))
 
 
-def cluster_paired_difference(a, b, clusters, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
+def cluster_paired_difference(a, b, clusters, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                              bounds=None) -> Interval:
     """The paired difference a - b over units, resampled by cluster then unit (see cluster_bootstrap_mean)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1)
     b = np.asarray(b, dtype=np.float64).reshape(-1)
     if a.shape != b.shape:
         raise ValueError(f"paired values differ in length: {a.shape} and {b.shape}")
-    return cluster_bootstrap_mean(a - b, clusters, n_boot=n_boot, seed=seed, level=level)
+    return cluster_bootstrap_mean(a - b, clusters, n_boot=n_boot, seed=seed, level=level, bounds=bounds)
 
 
 def cluster_share(shares, clusters, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
@@ -187,15 +227,13 @@ def cluster_share(shares, clusters, *, n_boot: int = 1000, seed: int = 0, level:
     sum(shares) yes of n units. Resampling shares that are all 0 (or all 1) gives a zero-width interval, though 0 of
     27 facts leaves an upper bound of 12.8%; counting each unit once (not each of its probes) keeps the exact part
     honest when a unit's probes agree. Beta quantiles take the fractional count sum(shares)."""
-    boot = cluster_bootstrap_mean(shares, clusters, n_boot=n_boot, seed=seed, level=level)
+    boot = cluster_bootstrap_mean(shares, clusters, n_boot=n_boot, seed=seed, level=level, bounds=(0.0, 1.0))
     if boot.n == 0:
         return boot
     if not 0.0 <= boot.lo <= boot.hi <= 1.0:
         raise ValueError(f"cluster_share: shares must lie in [0, 1], got a mean interval {boot}")
-    k, n, alpha = boot.mean * boot.n, boot.n, (1.0 - level) / 2.0
-    lo = 0.0 if k <= 0 else float(beta_dist.ppf(alpha, k, n - k + 1))
-    hi = 1.0 if k >= n else float(beta_dist.ppf(1.0 - alpha, k + 1, n - k))
-    return Interval(boot.mean, min(boot.lo, lo), max(boot.hi, hi), boot.n, boot.median)
+    lo, hi = _exact_bounds(boot.mean * boot.n, boot.n, level)
+    return Interval(boot.mean, min(boot.lo, lo), max(boot.hi, hi), boot.n, boot.median, boot.n_clusters)
 
 
 @dataclass(frozen=True)

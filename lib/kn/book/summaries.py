@@ -32,6 +32,8 @@ class Claim:
     family: str = ""  # a declared family of primary contrasts (Holm-corrected within it); "" exploratory
     p_value: float | None = None  # the test's p (McNemar exact, or the cluster bootstrap's)
     p_holm: float | None = None  # Holm-adjusted within the family; a primary claim holds only when this is < 0.05
+    direction: str = ""  # a primary contrast: "higher" or "lower" is better (on Unrelated, lower); holds True
+    # then means the contrast favours A, False that it favours B
 
 
 def _encode(value):

@@ -2,11 +2,12 @@
 plots, the claims across runs (only the declared primary contrasts counted) and the power each primary claim needs.
 
 API
-    primary_counts(runs) -> DataFrame [family x run]   primary contrasts holding / failing / not distinguishable (Holm)
+    primary_counts(runs) -> DataFrame [family x run]   primary contrasts favouring A / B / not distinguishable (Holm)
     power_lines(runs) -> DataFrame   per primary claim and run: the paper's effect, test facts needed at 80% power, here
     across_models(runs) -> DataFrame [claim x (run..., "verdict")]: holds for every run, for some, for none
-    verdict(chapter, claim) -> "holds" | "does not hold" | "not distinguishable" | "differs" | None (no interval, no
-        verdict): one word per Claim, the same on the tables and the forest plots
+    verdict(chapter, claim) -> "favours A" | "favours B" (a primary contrast "A vs B") | "holds" | "does not hold" |
+        "not distinguishable" | "differs" | None (no interval, no verdict): one word per Claim, the same on the
+        tables and the forest plots
     forest_data(runs) -> DataFrame, one row per (family, claim, run) of a claim with an interval: family (a
         chapter's declared family of primary contrasts, Claim.family, or the chapter's other claims), chapter,
         primary, claim, run, mean, lo, hi, verdict, p_holm, paper ({source: the paper's value of the same quantity}),
@@ -99,18 +100,30 @@ def _claim_meta(chapter: str, claim) -> dict:
 
 
 def verdict(chapter: str, claim) -> str | None:
-    """One word for a Claim: its verdict where it has one; else, with an interval, "not distinguishable" for a claim
-    with a direction (a declared family's contrast not significant after Holm's correction, or a claim against a
-    paper's figure whose interval covers it, whatever zero does) and, for a claim that states no direction,
-    "differs" where its interval excludes zero; None without an interval or a verdict."""
+    """One word for a Claim: a declared family's contrast "A vs B" reads "favours A" / "favours B" (in the direction
+    its condition wants: on Unrelated prompts lower is better) or "not distinguishable"; another claim with a verdict
+    "holds" / "does not hold" ("does not hold" only where the opposite was shown); else, with an interval, "not
+    distinguishable" for a claim with a direction (or against a paper's figure whose interval covers it) and, for a
+    claim that states no direction, "differs" where its interval excludes zero; None without an interval or a
+    verdict."""
+    if getattr(claim, "family", "") and claim.interval is not None:
+        return {True: "favours A", False: "favours B", None: "not distinguishable"}[claim.holds]
     if claim.holds is not None:
         return "holds" if claim.holds else "does not hold"
     if claim.interval is None:
         return None
     directed = bool(getattr(claim, "family", "")) or _claim_meta(chapter, claim).get("bound") is not None
-    if not directed and claim.interval.excludes_zero:
+    if not directed and claim.interval.excludes_zero and claim.interval.decidable:
         return "differs"
     return "not distinguishable"
+
+
+def _favours(claim) -> str:
+    """ "favours <A>" / "favours <B>" / "not distinguishable" with the methods' names, for a primary contrast."""
+    pair = _PAIR.match(claim.name)
+    if claim.holds is None or not pair:
+        return "not distinguishable"
+    return f"favours {pair.group(2) if claim.holds else pair.group(3)}"
 
 
 def _family_title(chapter: str, family: str, has_primary: bool) -> str:
@@ -175,6 +188,8 @@ def across_models(runs: list[Run]) -> pd.DataFrame:
                 cell = verdict(chapter, c)
                 if cell is None:
                     continue
+                if c.family:
+                    cell = _favours(c)
                 if c.interval is not None:
                     cell += f": {c.interval.format('{:.2f}')}"
                 rows.setdefault((chapter, c.name), {})[r.label] = (cell, c.holds)
@@ -191,9 +206,19 @@ def across_models(runs: list[Run]) -> pd.DataFrame:
             why = "exploratory" if key[0] in ("amplification", "editing") else "a single check of the paper"
             out[key] = {**{run: text for run, (text, _) in by_run.items()}, "across runs": f"{why}: not counted"}
             continue
-        summary = ("holds for every run" if all(v is True for v in verdicts) else
-                   "holds for none" if all(v is not True for v in verdicts) else
-                   f"holds for {sum(v is True for v in verdicts)} of {len(verdicts)} runs")
+        pair = _PAIR.match(key[1])
+        if pair and primary[key] != {""}:  # a primary contrast: which method it favours, run by run
+            a, b = pair.group(2), pair.group(3)
+            n_a, n_b = sum(v is True for v in verdicts), sum(v is False for v in verdicts)
+            summary = (f"favours {a} in every run" if n_a == len(verdicts) else
+                       f"favours {b} in every run" if n_b == len(verdicts) else
+                       f"favours {a} in {n_a}, {b} in {n_b}, not distinguishable in {len(verdicts) - n_a - n_b} "
+                       f"of {len(verdicts)} runs")
+        else:
+            summary = ("holds for every run" if all(v is True for v in verdicts) else
+                       "does not hold for any run" if all(v is False for v in verdicts) else
+                       "holds for none" if all(v is not True for v in verdicts) else
+                       f"holds for {sum(v is True for v in verdicts)} of {len(verdicts)} runs")
         out[key] = {**{run: text for run, (text, _) in by_run.items()}, "across runs": summary}
     frame = pd.DataFrame.from_dict(out, orient="index")
     if not frame.empty:
@@ -202,8 +227,9 @@ def across_models(runs: list[Run]) -> pd.DataFrame:
 
 
 def primary_counts(runs: list[Run]) -> pd.DataFrame:
-    """[family x run]: of the family's primary contrasts, how many hold, fail or are not distinguishable after Holm's
-    correction within the family (Claim.holds, decided on p_holm), and the family's size."""
+    """[family x run]: of the family's primary contrasts "A vs B", how many favour A, favour B or are not
+    distinguishable after Holm's correction within the family (Claim.holds: True favours A, in the direction of the
+    contrast's condition, so that more leakage on Unrelated prompts never counts for the method that leaks)."""
     rows: dict = {}
     for r in runs:
         for chapter in ("amplification", "editing"):
@@ -213,14 +239,15 @@ def primary_counts(runs: list[Run]) -> pd.DataFrame:
                     continue
                 cell = rows.setdefault(c.family, {}).setdefault(r.label, [0, 0, 0])
                 cell[0 if c.holds is True else 1 if c.holds is False else 2] += 1
-    out = {family: {run: f"{h} hold, {f} fail, {n} not distinguishable (of {h + f + n})"
-                    for run, (h, f, n) in by_run.items()} for family, by_run in rows.items()}
+    out = {family: {run: f"{a} favour A, {b} favour B, {n} not distinguishable (of {a + b + n})"
+                    for run, (a, b, n) in by_run.items()} for family, by_run in rows.items()}
     return pd.DataFrame.from_dict(out, orient="index")
 
 
 def power_lines(runs: list[Run]) -> pd.DataFrame:
-    """Per primary claim with a paper effect and run: the effect the paper reports (GPT-2), the test facts needed to
-    detect it at 80% power given the variance the run measured, and the run's test facts."""
+    """Per primary claim and run: the effect the paper reports (GPT-2) on the scale of the claim's test, the test facts
+    needed to detect it at 80% power at Holm's first-step level with the run's design effect, the run's test facts
+    and clusters, and the smallest difference the run could detect (none where its floor is above the level)."""
     rows = []
     for r in runs:
         for chapter, label in (("amplification", "chapter 5"), ("editing", "chapter 6")):
@@ -231,5 +258,10 @@ def power_lines(runs: list[Run]) -> pd.DataFrame:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
     frame["test facts needed (80% power)"] = frame["test facts needed (80% power)"].map(
-        lambda n: "never (no effect)" if not np.isfinite(n) else f"{int(np.ceil(n)):,}")
+        lambda n: "no paper effect" if n is None or np.isnan(n) else
+        "never (no effect)" if not np.isfinite(n) else f"{int(np.ceil(n)):,}")
+    if "smallest detectable difference here" in frame:
+        frame["smallest detectable difference here"] = frame["smallest detectable difference here"].map(
+            lambda d: "none (the design's floor is above the level)" if d is None or not np.isfinite(d) else
+            f"{d:.3g}")
     return frame.set_index(["chapter", "claim", "run"])

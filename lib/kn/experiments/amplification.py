@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kn.base.progress import track
+from kn.base.clustered import cluster_column
 from kn.base.stats import cluster_bootstrap_mean, cluster_paired_difference, compare
 from kn.experiments.conditions import (
     CONDITIONS,
@@ -35,7 +36,7 @@ def amplification_experiment(setup: InterventionSetup, factors: dict, *, batch_s
     fact. Returns one row per (condition, method, action, fact): p_before, p_after, change_rate."""
     records = []
     design = setup.design
-    probes = [(row.fact_id, row.relation, c, p) for row in design.itertuples()
+    probes = [(row.fact_id, (row.relation, row.cluster), c, p) for row in design.itertuples()
               for c, ps in condition_prompts(row).items() for p in ps]
     steps = [(c, k, a) for c in CONDITIONS for k in setup.sets for a in factors]
     for condition, key, action in (track(steps, len(steps), "amplification", "run") if progress else steps):
@@ -45,9 +46,10 @@ def amplification_experiment(setup: InterventionSetup, factors: dict, *, batch_s
         neuron_sets = [setup.sets[key][r[0]] for r in rows]
         before, after = answer_probabilities(setup.loaded, ids, targets, neuron_sets, factors[action],
                                              batch_size=batch_size)
-        for (fact, relation, _, prompt_id), b, a in zip(rows, before, after):
+        for (fact, (relation, cluster), _, prompt_id), b, a in zip(rows, before, after):
             records.append({"condition": condition, "method": _name(key), "action": action, "fact_id": fact,
-                            "relation": relation, "prompt_id": prompt_id, "p_before": b, "p_after": a})
+                            "relation": relation, "cluster": cluster, "prompt_id": prompt_id, "p_before": b,
+                            "p_after": a})
     results = pd.DataFrame(records)
     results["change_rate"] = change_rate(results["p_before"].to_numpy(), results["p_after"].to_numpy())
     with np.errstate(divide="ignore"):
@@ -57,8 +59,9 @@ def amplification_experiment(setup: InterventionSetup, factors: dict, *, batch_s
 
 def per_fact(results: pd.DataFrame, value: str) -> pd.DataFrame:
     """The mean of ``value`` over each fact's probes, per (condition, method, action where present): one row per fact,
-    the unit every interval resamples (with its relation, the cluster)."""
-    keys = [c for c in ("condition", "method", "action") if c in results] + ["fact_id", "relation"]
+    the unit every interval resamples (with its relation and cluster: kn.base.stats.cluster_column)."""
+    keys = ([c for c in ("condition", "method", "action") if c in results] + ["fact_id", "relation"]
+            + (["cluster"] if "cluster" in results else []))
     return results.groupby(keys, sort=False, as_index=False)[value].mean()
 
 
@@ -70,8 +73,8 @@ def change_rate_table(results: pd.DataFrame, action: str, *, n_boot: int, seed: 
     table = {}
     for (method, condition), group in part.groupby(["method", "condition"]):
         table.setdefault(method, {})[condition] = cluster_bootstrap_mean(group["change_rate"].to_numpy(),
-                                                                         group["relation"].to_numpy(), n_boot=n_boot,
-                                                                         seed=seed)
+                                                                         cluster_column(group).to_numpy(),
+                                                                         n_boot=n_boot, seed=seed)
     order = [m for m in method_names() if m in table]
     return pd.DataFrame.from_dict(table, orient="index").loc[order, list(CONDITIONS)]
 
@@ -86,7 +89,8 @@ def paired_comparisons(per_fact: pd.DataFrame, value: str, pairs, *, n_boot: int
     rows = []
     for level, part in per_fact.groupby(by, sort=False):
         wide = part.pivot_table(index="fact_id", columns="method", values=value, aggfunc="mean")
-        relation_of = dict(zip(part["fact_id"], part["relation"])) if "relation" in part else {}
+        relation_of = (dict(zip(part["fact_id"], cluster_column(part)))
+                       if "relation" in part or "cluster" in part else {})
         clusters = np.array([relation_of.get(f, f) for f in wide.index])
         for a, b in pairs:
             if a not in wide or b not in wide:

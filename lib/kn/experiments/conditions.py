@@ -84,11 +84,12 @@ def design_conditions(prompts: pd.DataFrame, *, seed: int = 0, unrelated: str = 
 
     Per fact: one identification template (the Same prompt) and ``related_templates`` held-out templates (the Related
     prompts; fewer when the fact has fewer templates); ``unrelated_partners`` other test facts whose identification
-    prompts are the Unrelated prompts. With ``objects`` (chapter 1's objects table) the fact's edit target t' is drawn
+    prompts are the Unrelated prompts (other_relation: of another cluster, kn.data.clusters; in a run of one cluster,
+    of another relation and never the fact's twin, the same subject-object pair). With ``objects`` (chapter 1's objects table) the fact's edit target t' is drawn
     (new_object, new_target_id, as new_targets does), and partners are kept only when their relation's objects share
     none with the fact's relation (an answer of another type) and their own answer is not t'; where no such partner
     exists the pairing rule alone decides (unrelated_typed False).
-    Columns: fact_id, relation, ident_position, held_out_positions, same_prompt, related_prompts, related_prompt (the
+    Columns: fact_id, relation, cluster (prompts' cluster column, else the relation), ident_position, held_out_positions, same_prompt, related_prompts, related_prompt (the
     first), unrelated_facts, unrelated_prompts, unrelated_fact, unrelated_prompt (the first), unrelated_typed."""
     if unrelated not in UNRELATED_CHOICES:
         raise ValueError(f"unrelated={unrelated!r}: use one of {UNRELATED_CHOICES}")
@@ -105,12 +106,16 @@ def design_conditions(prompts: pd.DataFrame, *, seed: int = 0, unrelated: str = 
         ident, held_out = int(drawn[1]), sorted(int(x) for x in [drawn[0], *drawn[2:]])
         at = dict(zip(group["template_position"].astype(int), group["prompt_id"]))
         related = [at[p] for p in held_out]
-        rows.append({"fact_id": fact_id, "relation": group["relation"].iloc[0], "ident_position": ident,
+        cluster = group["cluster"].iloc[0] if "cluster" in group else group["relation"].iloc[0]
+        rows.append({"fact_id": fact_id, "relation": group["relation"].iloc[0], "cluster": cluster,
+                     "ident_position": ident,
                      "held_out_positions": held_out, "same_prompt": at[ident], "related_prompts": related,
                      "related_prompt": related[0]})
     design = pd.DataFrame(rows)
     if design.empty:
         raise ValueError("no test fact has two templates: the run needs test facts (test_facts_per_relation)")
+    pair_of = (dict(zip(test["fact_id"], zip(test["subject"], test["object"])))
+               if {"subject", "object"} <= set(test.columns) else {})
     typed_objects, answer_of = {}, {}
     if objects is not None:
         targets = new_targets(objects, prompts, design, seed=seed)
@@ -121,8 +126,11 @@ def design_conditions(prompts: pd.DataFrame, *, seed: int = 0, unrelated: str = 
     picked, typed = [], []
     for row in design.itertuples():
         pool = design[design["fact_id"] != row.fact_id]
-        if unrelated == "other_relation":
-            pool = pool[pool["relation"] != row.relation]
+        if unrelated == "other_relation":  # another cluster: a relation that shares prompts is not unrelated
+            other = pool[pool["cluster"] != row.cluster]
+            # a run of one cluster (the smoke slice): other relations, never the fact's own twin (same pair)
+            pool = other if len(other) else pool[(pool["relation"] != row.relation) & [
+                pair_of.get(f) != pair_of.get(row.fact_id) for f in pool["fact_id"]]]
         elif unrelated == "same_relation":
             pool = pool[pool["relation"] == row.relation]
         if pool.empty:
@@ -292,7 +300,7 @@ def prepare_interventions(run, settings: EditSettings, loaded=None) -> Intervent
     """Read chapters 1-4's outputs from ``run`` (kn.base.rundir.RunFolder) and build the test design and every method's sets.
     loaded: the model (its tokenizer makes input_ids); None leaves input_ids empty (for tests of the design)."""
     prompts = run.read_table("prompts", chapter="chapter 1 (01_data_adaptation)")
-    store = AttributionStore.open(run.path / "attribution")
+    store = AttributionStore.open(run.folder("attribution"))  # run.folder notes the store's version as read
     L, H = store.manifest["n_layers"], store.manifest["n_neurons"]
     coarse = store.coarse_sets_by_prompt(prompts, settings.coarse_threshold)
     refine_sets = store.coarse_sets_by_prompt(prompts, settings.refine_threshold)

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from kn.base import paper
+from kn.base.clustered import cluster_column
 from kn.methods import consistency, counterexamples, detectors, land
 from kn.methods.counterexamples import (
     _by_prompt,
@@ -85,6 +86,10 @@ VERDICTS = {
                                 "(interval below it)",
     "land_gains_over_constant": "LAND's fact-specific overlap exceeds the constant set's of the same size",
 }
+# each verdict's opposite (a column of the same seed's verdicts): "does not hold" is said only where it holds at every seed
+OPPOSITES = {"land_gains_over_coarse": "land_loses_to_coarse", "land_loses_to_coarse": "land_gains_over_coarse",
+             "within_below_paper_claim": "within_above_paper_claim",
+             "land_gains_over_constant": "land_loses_to_constant"}
 
 
 @dataclass(frozen=True)
@@ -345,6 +350,7 @@ class LandStudy:
     # [epoch] "train" and "validation" losses of the detector fitted without the validation facts (the one whose
     # read-out is chosen on them): whether it learned more than the trivial answers on facts it did not see
     history: pd.DataFrame | None = None
+    fact_cluster: dict = field(default_factory=dict)  # {fact_id: cluster}: the unit every interval over facts resamples
 
     @property
     def constant(self) -> frozenset:
@@ -428,4 +434,5 @@ def run_land_study(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_la
     overlap = {m: detectors.overlap_by_fact(test, s, seed=st.seed) for m, s in sets.items()}
     return LandStudy(hp, reason, sweep, detector, losses, len(pairs), targets, removed, sets, overlap, k,
                      operating_points=points, operating_rule=rule, training_targets=training_targets,
-                     prompt_targets=prompt_targets, history=history)
+                     prompt_targets=prompt_targets, history=history,
+                     fact_cluster=dict(zip(prompts["fact_id"], cluster_column(prompts))))

@@ -13,6 +13,8 @@ API
     learning_curve_seeds(prompts, coarse, config, n_layers, n_neurons, *, device, seeds, fractions, schedules)
                                    -> DataFrame per (setting, fraction, seed, rule), P re-chosen per size
     learning_curve_summary(curve) -> DataFrame per (setting, fraction, rule): means and spread over seeds
+    usable_fractions(fractions, n_facts) -> [fraction]   those whose nested sample of n_facts facts holds a fact
+    skipped_sizes_note(curve) -> str | None        the learning curve's caption when a size was skipped
     learning_curve_study(study, prompts, coarse, config, *, device) -> DataFrame per (setting, fraction): the main
                                    rule's means over seeds (columns of the former single-seed curve, plus *_sd)
     wording_study(study, prompts, coarse, config, *, device) -> DataFrame per (condition, method, fact)
@@ -28,10 +30,13 @@ import numpy as np
 import pandas as pd
 
 from kn.base import paper
+from kn.base.errors import ParameterError
 from kn.base.neurons import jaccard
-from kn.base.stats import bootstrap_mean, paired_difference
+from kn.base.clustered import cluster_column
+from kn.base.stats import bootstrap_mean, cluster_bootstrap_mean, cluster_paired_difference, paired_difference
 from kn.experiments.land_operating import (
     OPERATING_RULES,
+    OPPOSITES,
     THRESHOLD_RULES,
     VERDICTS,
     LandConfig,
@@ -67,7 +72,8 @@ class SeedStudy:
     near_constant: pd.DataFrame  # seed, rule, fact_id, generic_jaccard, constant_jaccard, across_other_relation, size
     per_seed: pd.DataFrame  # seed, rule, method: means over test facts of OVERLAP_COLUMNS
     verdicts: pd.DataFrame  # seed, rule: the intervals behind VERDICTS and one boolean column per verdict
-    holds: pd.DataFrame  # [rule, verdict]: n_seeds, n_measured, n_true, holds_at_every_seed, holds_at_no_seed
+    holds: pd.DataFrame  # [rule, verdict]: n_seeds, n_measured, n_true, holds_at_every_seed, holds_at_no_seed,
+    # n_opposite, opposite_at_every_seed (its opposite, OPPOSITES: only then does the verdict "not hold")
     consistency: pd.DataFrame  # seed, rule, consistency class: kn.methods.consistency.class_gain's columns (no Interval)
     classes: pd.DataFrame  # [fact] score, consistency (kn.methods.consistency.consistency_classes)
     consistency_threshold: float
@@ -88,17 +94,30 @@ def seed_summary(frame: pd.DataFrame, by: Sequence[str], columns: Sequence[str])
 
 
 def _verdicts(land_frame: pd.DataFrame, coarse_frame: pd.DataFrame, constant_frame: pd.DataFrame, *, n_boot: int,
-              seed: int) -> dict:
-    gain = paired_difference(land_frame["fact_specific"], coarse_frame["fact_specific"], n_boot=n_boot, seed=seed)
-    over_constant = paired_difference(land_frame["fact_specific"], constant_frame["fact_specific"], n_boot=n_boot,
-                                      seed=seed)
-    within = bootstrap_mean(land_frame["within"], n_boot=n_boot, seed=seed)
+              seed: int, cluster_of: Mapping | None = None) -> dict:
+    """One seed's intervals over test facts, resampled by cluster (``cluster_of`` {fact_id: cluster}), then fact, and
+    the verdicts each supports: a verdict is True only where its interval excludes the null from two clusters or
+    more."""
+    clusters = [cluster_of.get(f, f) for f in land_frame.index] if cluster_of is not None else None
+
+    def diff(a, b):
+        if clusters is None:
+            return paired_difference(a, b, n_boot=n_boot, seed=seed)
+        return cluster_paired_difference(a, b, clusters, n_boot=n_boot, seed=seed)
+
+    gain = diff(land_frame["fact_specific"], coarse_frame["fact_specific"])
+    over_constant = diff(land_frame["fact_specific"], constant_frame["fact_specific"])
+    within = (bootstrap_mean(land_frame["within"], n_boot=n_boot, seed=seed) if clusters is None else
+              cluster_bootstrap_mean(land_frame["within"], clusters, n_boot=n_boot, seed=seed))
     return {"gain_over_coarse": gain.mean, "gain_lo": gain.lo, "gain_hi": gain.hi,
             "within": within.mean, "within_lo": within.lo, "within_hi": within.hi,
             "gain_over_constant": over_constant.mean, "gain_over_constant_lo": over_constant.lo,
-            "land_gains_over_coarse": bool(gain.lo > 0), "land_loses_to_coarse": bool(gain.hi < 0),
-            "within_below_paper_claim": bool(within.hi < paper.LAND_OVERLAP_CLAIM),
-            "land_gains_over_constant": bool(over_constant.lo > 0)}
+            "land_gains_over_coarse": bool(gain.decidable and gain.lo > 0),
+            "land_loses_to_coarse": bool(gain.decidable and gain.hi < 0),
+            "within_below_paper_claim": bool(within.decidable and within.hi < paper.LAND_OVERLAP_CLAIM),
+            "within_above_paper_claim": bool(within.decidable and within.lo > paper.LAND_OVERLAP_CLAIM),
+            "land_gains_over_constant": bool(over_constant.decidable and over_constant.lo > 0),
+            "land_loses_to_constant": bool(over_constant.decidable and over_constant.hi < 0)}
 
 
 def _evaluate_seed(detector, points: pd.DataFrame, prompts: pd.DataFrame, coarse: dict, fact_targets: dict,
@@ -136,6 +155,7 @@ def seed_study(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_layers
     st, hp0 = config.settings, config.hp
     seeds = list(st.seeds if seeds is None else seeds)
     train_facts = prompts.loc[prompts["split"] == "train", "fact_id"].unique()
+    cluster_of = dict(zip(prompts["fact_id"], cluster_column(prompts)))
     classes, cut = consistency.consistency_classes(prompts, coarse, reference_facts=train_facts,
                                                    score=st.consistency_score,
                                                    threshold="otsu" if st.consistency_threshold is None
@@ -163,17 +183,19 @@ def seed_study(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_layers
             near_rows.append(near[rule].reset_index().assign(seed=seed, rule=rule))
             verdicts.append({"seed": seed, "rule": rule, **_verdicts(frames["land"], frames["coarse"],
                                                                      frames["constant"], n_boot=st.bootstrap_samples,
-                                                                     seed=st.seed)})
+                                                                     seed=st.seed, cluster_of=cluster_of)})
             table = consistency.class_gain(frames["land"], frames["coarse"], classes["consistency"],
-                                           n_boot=st.bootstrap_samples, seed=st.seed)
+                                           n_boot=st.bootstrap_samples, seed=st.seed, clusters=cluster_of)
             gains.append(table.drop(columns="gain").reset_index().assign(seed=seed, rule=rule))
     verdict_frame = pd.DataFrame(verdicts)
     holds = {}
     for rule, part in verdict_frame.groupby("rule", sort=False):
         for name in VERDICTS:
             n_true = int(part[name].sum())  # a seed where the rule found no P counts against "every seed"
+            n_opposite = int(part[OPPOSITES[name]].sum())
             holds[(rule, name)] = {"n_seeds": len(seeds), "n_measured": len(part), "n_true": n_true,
-                                   "holds_at_every_seed": n_true == len(seeds), "holds_at_no_seed": n_true == 0}
+                                   "holds_at_every_seed": n_true == len(seeds), "holds_at_no_seed": n_true == 0,
+                                   "n_opposite": n_opposite, "opposite_at_every_seed": n_opposite == len(seeds)}
     holds_frame = pd.DataFrame.from_dict(holds, orient="index")
     holds_frame.index = holds_frame.index.set_names(["rule", "verdict"])
     _lead = ["seed", "rule"]
@@ -256,7 +278,9 @@ def learning_curve_seeds(prompts: pd.DataFrame, coarse: dict, config: LandConfig
     number of training facts changes.
     Returns one row per (setting, fraction, seed, rule): setting, fraction, seed, rule, n_train_facts,
     n_train_prompts, P, k, validation_size, and the test means of size, within, across_same_relation,
-    across_other_relation, fact_specific, same_template_other_fact (nan where the rule found no P)."""
+    across_other_relation, fact_specific, same_template_other_fact (nan where the rule found no P).
+    A fraction that leaves no fit fact (fewer known facts than the parameters declared; kn.book.preflight refuses
+    the fractions the declared counts cannot fill) is skipped: attrs["skipped"] = {fraction: n fit facts}."""
     st, hp = config.settings, config.hp
     seeds = list(st.learning_curve_seeds if seeds is None else seeds)
     fractions = list(st.learning_curve_fractions if fractions is None else fractions)
@@ -264,7 +288,7 @@ def learning_curve_seeds(prompts: pd.DataFrame, coarse: dict, config: LandConfig
         schedules = {"paper's optimiser": dataclasses.replace(hp, **paper.LAND_OPTIMISER), "this run's": hp}
     test = prompts[prompts["split"] == "test"]
     test_inputs = {p: coarse[p] for p in test["prompt_id"]}
-    rows = []
+    rows, skipped = [], {}
     for seed in seeds:
         labelled = validation_split(prompts, st.validation_fraction, int(seed))
         fit = labelled[labelled["split"] == "train"]
@@ -272,10 +296,16 @@ def learning_curve_seeds(prompts: pd.DataFrame, coarse: dict, config: LandConfig
         seeded = dataclasses.replace(hp, seed=int(seed))
         pairs, targets, _ = training_data(labelled, coarse, seeded)
         fact_of = _key_fact(fit, seeded)
-        samples = detectors.nested_fact_samples([fact_of[key] for _, key in pairs], fractions, seed=int(seed))
+        n_fit = len({fact_of[key] for _, key in pairs})
+        usable = usable_fractions(fractions, n_fit)
+        skipped.update({float(f): n_fit for f in fractions if f not in usable})
+        if not usable:
+            raise ParameterError(f"parameter learning_curve_fractions={list(fractions)!r}: no share leaves a fact "
+                                 f"of the {n_fit} LAND is fitted on (the known facts are fewer than declared)")
+        samples = detectors.nested_fact_samples([fact_of[key] for _, key in pairs], usable, seed=int(seed))
         for name, schedule in schedules.items():
             schedule = dataclasses.replace(schedule, seed=int(seed))
-            for fraction, chosen in zip(fractions, samples):
+            for fraction, chosen in zip(usable, samples):
                 chosen = set(chosen)
                 sub = [(s, key) for s, key in pairs if fact_of[key] in chosen]
                 model, _ = land.train_land(sub, targets, n_layers, n_neurons, schedule, device=device)
@@ -289,7 +319,31 @@ def learning_curve_seeds(prompts: pd.DataFrame, coarse: dict, config: LandConfig
                                  "n_train_facts": len(chosen), "n_train_prompts": len(sub), "P": float(point["P"]),
                                  "k": float(point["k"]), "validation_size": float(point["size"]),
                                  **{m: means.get(m, float("nan")) for m in _CURVE_METRICS}})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+def usable_fractions(fractions: Sequence[float], n_facts: int) -> list:
+    """The fractions whose nested sample of ``n_facts`` facts (kn.methods.detectors.nested_fact_samples) holds a fact."""
+    def leaves_a_fact(fraction) -> bool:
+        try:
+            detectors.nested_fact_samples(range(n_facts), [fraction], seed=0)
+        except ValueError:
+            return False
+        return True
+
+    return [f for f in fractions if leaves_a_fact(f)]
+
+
+def skipped_sizes_note(curve: pd.DataFrame) -> str | None:
+    """The caption of the learning curve when it skipped a size (learning_curve_seeds' attrs["skipped"]), else None."""
+    skipped = curve.attrs.get("skipped") or {}
+    if not skipped:
+        return None
+    shown = ", ".join(f"{f:g} of {n} fit facts" for f, n in sorted(skipped.items()))
+    return (f"Sizes skipped, as they leave no fact: {shown} (the known facts are fewer than the parameters "
+            "declared)")
 
 
 def learning_curve_summary(curve: pd.DataFrame) -> pd.DataFrame:
@@ -320,7 +374,9 @@ def learning_curve_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, 
     out = pd.concat([out, sd], axis=1)
     out["n_seeds"] = grouped.size()
     out[["n_train_facts", "n_train_prompts"]] = out[["n_train_facts", "n_train_prompts"]].round().astype(int)
-    return out.reset_index()
+    out = out.reset_index()
+    out.attrs["skipped"] = dict(curve.attrs.get("skipped") or {})
+    return out
 
 
 # --------------------------------------------------------------------------- new facts, new wordings
@@ -334,7 +390,7 @@ def wording_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, config:
     sets:
       "new facts": the test facts (kn.methods.detectors.overlap_by_fact);
       "new wordings": each held-out prompt against its fact's seen prompts (kn.methods.detectors.heldout_overlap_by_fact).
-    Returns a long DataFrame: condition, method ("coarse" / "land"), fact_id and OVERLAP_COLUMNS."""
+    Returns a long DataFrame: condition, method ("coarse" / "land"), fact_id, OVERLAP_COLUMNS and cluster."""
     hp = study.hp
     seed = config.settings.seed
     heldout = wordings.wording_holdout(prompts, seed=seed)
@@ -358,7 +414,8 @@ def wording_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, config:
                                  ("new wordings", detectors.heldout_overlap_by_fact(train, sets, heldout,
                                                                                     seed=seed))):
             frames.append(frame.reset_index().assign(condition=condition, method=method))
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    return out.assign(cluster=out["fact_id"].map(dict(zip(prompts["fact_id"], cluster_column(prompts)))))
 
 
 def generic_neurons(sets) -> frozenset:

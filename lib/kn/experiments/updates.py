@@ -115,7 +115,7 @@ def fact_update_experiment(setup: InterventionSetup, settings: EditSettings, *, 
             spans[c] = (len(probes), len(probes) + len(ps))
             probes += ps
         within, across = statements.groups(row.fact_id, row.relation)
-        base = {"fact_id": row.fact_id, "relation": row.relation, "new_object": row.new_object}
+        base = {"fact_id": row.fact_id, "relation": row.relation, "cluster": row.cluster, "new_object": row.new_object}
         before = top1(probes)
         records.append(base | {"method": "Before", "variant": "before", "ppl_within": statements.perplexity(within),
                                "ppl_across": statements.perplexity(across)} | outcomes(before, before, spans, new_token))

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from kn.base.overlap import pair_jaccards
-from kn.base.stats import paired_difference
+from kn.base.stats import cluster_paired_difference, paired_difference
 
 CONSISTENCY_SCORES = {
     "intersection_over_union": "neurons in every prompt's set over neurons in any prompt's set",
@@ -118,19 +118,21 @@ def consistency_classes(prompts: pd.DataFrame, sets: Mapping, *, reference_facts
 
 
 def class_gain(land_overlap: pd.DataFrame, coarse_overlap: pd.DataFrame, classes: pd.Series, *, n_boot: int,
-               seed: int, column: str = "fact_specific") -> pd.DataFrame:
+               seed: int, column: str = "fact_specific", clusters: Mapping | None = None) -> pd.DataFrame:
     """LAND's gain over the coarse sets in ``column`` (kn.methods.detectors.overlap_by_fact frames, indexed by fact_id), on
     each consistency class apart. classes: Series fact_id -> "consistent" / "inconsistent" (e.g. the consistency
     column of :func:`consistency_classes`). Only facts in both frames and in ``classes`` count. Returns a DataFrame
     indexed by class (both classes, in CLASSES order) with n_facts, share (of the counted facts), land and coarse
-    (means over the class's facts), gain (kn.base.stats.Interval: paired bootstrap over facts), gain_lo, gain_hi."""
+    (means over the class's facts), gain (kn.base.stats.Interval: paired bootstrap over facts, resampled by cluster
+    then fact where ``clusters`` {fact_id: cluster} is given), gain_lo, gain_hi."""
     facts = land_overlap.index.intersection(coarse_overlap.index).intersection(classes.index)
     rows = {}
     for name in CLASSES:
         chosen = facts[(classes.loc[facts] == name).to_numpy()]
         a = land_overlap.loc[chosen, column].to_numpy(np.float64)
         b = coarse_overlap.loc[chosen, column].to_numpy(np.float64)
-        gain = paired_difference(a, b, n_boot=n_boot, seed=seed)
+        gain = (paired_difference(a, b, n_boot=n_boot, seed=seed) if clusters is None else
+                cluster_paired_difference(a, b, [clusters[f] for f in chosen], n_boot=n_boot, seed=seed))
         rows[name] = {"n_facts": int(len(chosen)), "share": len(chosen) / len(facts) if len(facts) else float("nan"),
                       "land": float(np.nanmean(a)) if np.isfinite(a).any() else float("nan"),
                       "coarse": float(np.nanmean(b)) if np.isfinite(b).any() else float("nan"),

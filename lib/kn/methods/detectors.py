@@ -231,7 +231,10 @@ class _Pool:
             if self.relation_of.setdefault(fact, relation) != relation:
                 raise ValueError(f"fact {fact!r} appears under two relations ({self.relation_of[fact]!r}, "
                                  f"{relation!r})")
-        rows = sorted(((str(r), str(f), str(p)), f, p, r) for p, f, r in
+        # relations that hold identical prompts (one cluster, kn.data.pararel.relation_clusters) are one block, so
+        # that "other relations" never holds a fact's own twin
+        cluster_of = dict(zip(prompts["relation"], prompts["cluster"])) if "cluster" in prompts else {}
+        rows = sorted(((str(cluster_of.get(r, r)), str(r), str(f), str(p)), f, p, r) for p, f, r in
                       zip(prompts["prompt_id"], prompts["fact_id"], prompts["relation"])
                       if p in sets and p not in leave_out)
         self.sets = [frozenset(sets[p]) for _, _, p, _ in rows]
@@ -244,10 +247,13 @@ class _Pool:
         for i, t in enumerate(self.templates.tolist()):
             self.positions.setdefault(t, []).append(i)
         self.positions = {t: np.asarray(v, dtype=np.int64) for t, v in self.positions.items()}
-        self.fact_block, self.relation_block = {}, {}
+        self.fact_block, self.relation_block, self.cluster_block = {}, {}, {}
+        self.cluster_of = {r: cluster_of.get(r, r) for r in self.relation_of.values()}
         for i, (_, f, _, r) in enumerate(rows):
             self.fact_block[f] = (self.fact_block.get(f, (i, i))[0], i + 1)
             self.relation_block[r] = (self.relation_block.get(r, (i, i))[0], i + 1)
+            c = self.cluster_of[r]
+            self.cluster_block[c] = (self.cluster_block.get(c, (i, i))[0], i + 1)
 
     def blocks(self, fact):
         """(relation block, fact block) as (start, end); a fact or relation without rows gets an empty block."""
@@ -307,9 +313,11 @@ class _Pool:
 
     def row(self, fact, anchors: list, within: float, seed: int, n_pairs: int, templates) -> dict:
         (r0, r1), block = self.blocks(fact)
+        r0_r1 = (r0, r1) if r1 > r0 else (0, 0)
+        cluster = self.cluster_block.get(self.cluster_of[self.relation_of[fact]], r0_r1)
         rng = _stream(seed, fact)  # same relation first, then other relations, from one stream per fact
         same = self.across(anchors, r0, r1, block, rng, n_pairs, templates)
-        other = self.across(anchors, 0, len(self.sets), (r0, r1), rng, n_pairs, templates)
+        other = self.across(anchors, 0, len(self.sets), cluster, rng, n_pairs, templates)
         wording = self.across(anchors, r0, r1, block, rng, n_pairs, templates, same_template=True)
         size = float(np.mean([len(s) for s in anchors])) if anchors else float("nan")
         return {"size": size, "within": within, "across_same_relation": same, "across_other_relation": other,
@@ -335,7 +343,8 @@ def overlap_by_fact(prompts: pd.DataFrame, sets: Mapping, *, seed: int, n_pairs_
             at ANOTHER template (within-fact pairs always join two wordings, so the control does too); all such pairs
             if there are at most n_pairs_per_fact, else n_pairs_per_fact distinct pairs drawn uniformly (without
             replacement) from the fact's own seeded stream; two empty sets skipped.
-        across_other_relation: the same against prompts of facts of other relations (drawn after the former).
+        across_other_relation: the same against prompts of facts of other relations (drawn after the former); with
+            a ``cluster`` column, of other clusters (a relation holding the fact's own prompts is not "other").
         fact_specific: within - across_same_relation (what the set says about this fact beyond its relation).
         same_template_other_fact: A_i against other facts of the relation at the SAME template (what a set says
             about the wording), reported on its own.

@@ -4,7 +4,8 @@ API
     claims_forest(frame, title)                the results page: one family of claims, each claim's estimate per run
                                                with its interval, zero and the paper's figure marked
   Checks
-    VERDICT_COLOURS                            "holds", "does not hold", "not distinguishable", "differs" -> colour
+    VERDICT_COLOURS                            "holds", "does not hold", "not distinguishable", "differs",
+                                               "favours A", "favours B" (a primary contrast "A vs B") -> colour
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 from kn.book.figures.axes import _done, _new, _percent_axis
 
 VERDICT_COLOURS = {"holds": "#1b7837", "does not hold": "#b2182b", "not distinguishable": "#7f7f7f",
-                   "differs": "#2166ac"}
+                   "differs": "#2166ac", "favours A": "#5aae61", "favours B": "#d6604d"}
 # The papers' markers, one per source, the same on every figure.
 _PAPER_MARKERS = {"GPT-2": ("D", "#000000"), "Llama-3.2-1B": ("^", "#8c510a"), "BERT-base": ("s", "#542788")}
 
@@ -107,7 +108,9 @@ def claims_forest(frame: pd.DataFrame, title: str):
     fig.suptitle(title)
     words = {"holds": ("holds", "hold"), "does not hold": ("does not hold", "do not hold"),
              "not distinguishable": ("is not distinguishable here", "are not distinguishable here"),
-             "differs": ("differs from zero", "differ from zero")}
+             "differs": ("differs from zero", "differ from zero"),
+             "favours A": ("favours its first-named method (A)", "favour their first-named method (A)"),
+             "favours B": ("favours its second-named method (B)", "favour their second-named method (B)")}
     tally = ", ".join(f"{n} {words[v][n != 1]}" for v, n in counts.items() if n)
     estimates = "the one estimate" if len(frame) == 1 else f"the {len(frame)} estimates"
     caption = (f"{len(claims)} claim{'s' if len(claims) != 1 else ''} with an interval, on {n_runs} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kn.base.clustered import cluster_column
 from kn.base.stats import Interval, cluster_bootstrap_mean, cluster_share, paired_difference
 from kn.book.findings.common import PRIMARY_FAMILY_6, _holds
 from kn.book.findings.contrasts import (
@@ -33,7 +34,7 @@ def rate_table(edits: pd.DataFrame, prefix: str, *, n_boot: int, seed: int) -> p
     """[method x condition] of Intervals: the mean over facts of each fact's share of probes with ``prefix``_<condition>
     true, resampled by relation, then fact, and never narrower than the exact interval over the facts
     (kn.base.stats.cluster_share: 0 of 27 facts prints [0%, 13%], not [0%, 0%])."""
-    rows = {m: {c: cluster_share(g[f"{prefix}_{c}"].astype(float), g["relation"], n_boot=n_boot, seed=seed)
+    rows = {m: {c: cluster_share(g[f"{prefix}_{c}"].astype(float), cluster_column(g), n_boot=n_boot, seed=seed)
                 for c in CONDITIONS} for m, g in edits.groupby("method")}
     return pd.DataFrame.from_dict(rows, orient="index").loc[_edit_order(rows)]
 
@@ -41,7 +42,7 @@ def rate_table(edits: pd.DataFrame, prefix: str, *, n_boot: int, seed: int) -> p
 def success_comparisons(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
     """Paired differences of success over facts, per condition (LAND against the others, each method against its
     random control); on Unrelated a positive difference means more leakage."""
-    long = pd.concat([edits[["fact_id", "method", "relation"]].assign(condition=c,
+    long = pd.concat([edits[["fact_id", "method"]].assign(relation=cluster_column(edits), condition=c,
                                                                        success=edits[f"success_{c}"].astype(float))
                       for c in CONDITIONS], ignore_index=True)
     return paired_comparisons(long, "success", _method_pairs(), n_boot=n_boot, seed=seed, fmt="{:.0%}")
@@ -65,11 +66,12 @@ def update_table(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame
     relative = {"perplexity within, relative": "ppl_within_relative",
                 "perplexity across, relative": "ppl_across_relative"}
     edited = edits[edits["method"] != "Before"]
-    rows = {m: {name: cluster_share(g[col].astype(float), g["relation"], n_boot=n_boot, seed=seed)
+    rows = {m: {name: cluster_share(g[col].astype(float), cluster_column(g), n_boot=n_boot, seed=seed)
                 for name, col in shares.items()}
-            | {name: cluster_bootstrap_mean(g[col].astype(float), g["relation"], n_boot=n_boot, seed=seed)
+            | {name: cluster_bootstrap_mean(g[col].astype(float), cluster_column(g), n_boot=n_boot, seed=seed)
                for name, col in means.items()}
-            | {name: _relative_change(g[col], g["relation"], n_boot=n_boot, seed=seed) for name, col in relative.items()}
+            | {name: _relative_change(g[col], cluster_column(g), n_boot=n_boot, seed=seed)
+               for name, col in relative.items()}
             for m, g in edited.groupby("method")}
     order = ["change rate", "success rate", "perplexity within, change", "perplexity within, relative",
              "perplexity across, change", "perplexity across, relative"]
@@ -83,15 +85,17 @@ def editing_summary(params, setup, edits: pd.DataFrame, erasing: pd.DataFrame, s
     contrasts = edit_contrasts(edits, n_boot=n_boot, seed=seed)
     land = METHODS["land"]
     claims = [Claim(f"{r.condition}: {r.A} vs {r.B}", r.sentence, r.difference, r.holds, PRIMARY_FAMILY_6, r.p,
-                    r.p_holm) for r in contrasts.itertuples()]
+                    r.p_holm, r.direction) for r in contrasts.itertuples()]
     specificity = specificity_table(edits, n_boot=n_boot, seed=seed)
     for method in (METHODS[k] for k in PRIMARY):
         if method in specificity.index:
             interval = specificity.loc[method, "Same minus Unrelated (net)"]
+            verdict = specificity.loc[method, "verdict"]
             claims.append(Claim(f"{method}'s edit is specific",
-                                f"{method}: success on the Same prompt minus success on Unrelated prompts (net of "
-                                f"Before) is {interval.format('{:+.0%}')}: {specificity.loc[method, 'verdict']}.",
-                                interval, _holds(interval)))
+                                f"{method}: success on the Same prompt minus success on Unrelated prompts (each net of "
+                                f"Before) is {interval.format('{:+.0%}')} (cluster sign-flip p = "
+                                f"{specificity.loc[method, 'p']:.3g}): {verdict}.", interval,
+                                True if verdict == "specific" else False if verdict.startswith("leaks") else None))
     refined = erasing[erasing["erased"] == "refined neurons"].set_index("relation")
     control = erasing[erasing["erased"] != "refined neurons"].set_index("relation").loc[refined.index]
     specific = paired_difference(refined["change_erased_relation"] - refined["change_other_relations"],

@@ -9,11 +9,25 @@ import numpy as np
 import pandas as pd
 
 from kn.base import paper
-from kn.base.stats import Interval, compare, paired_difference, reaches
-from kn.book.findings.common import _holds, interval_table
+from kn.base.stats import Interval, cluster_paired_difference, compare, paired_difference, reaches
+from kn.book.findings.common import _holds, clusters_for, interval_table
 from kn.book.findings.overlap import _OVERLAP, overlap_rows
 from kn.book.summaries import Claim, LandSummary
 from kn.experiments.land_operating import DETECTORS, VERDICTS
+
+
+def _clusters(study, frame: pd.DataFrame):
+    """The cluster of each fact (row) of a per-fact frame of ``study``, or None for a study that records none."""
+    cluster_of = getattr(study, "fact_cluster", None) or {}
+    return clusters_for(frame, cluster_of) if cluster_of else None
+
+
+def _paired(study, a: pd.Series, b: pd.Series, *, n_boot: int, seed: int) -> Interval:
+    """a - b over the facts of a per-fact frame, resampled by cluster then fact (by fact where none is recorded)."""
+    clusters = _clusters(study, a.to_frame())
+    if clusters is None:
+        return paired_difference(a, b, n_boot=n_boot, seed=seed)
+    return cluster_paired_difference(a, b, clusters, n_boot=n_boot, seed=seed)
 
 
 def detector_sets_table(study) -> pd.DataFrame:
@@ -64,7 +78,9 @@ def land_case_table(prompts: pd.DataFrame, coarse: dict, land_sets: dict, n_neur
 
 def detector_table(study, *, n_boot: int, seed: int) -> pd.DataFrame:
     """Every detector on the test facts: size and overlaps with bootstrap intervals over facts."""
-    return pd.DataFrame.from_dict({DETECTORS[m]: interval_table(study.overlap[m], _OVERLAP, n_boot=n_boot, seed=seed)
+    return pd.DataFrame.from_dict({DETECTORS[m]: interval_table(study.overlap[m], _OVERLAP,
+                                                                clusters=_clusters(study, study.overlap[m]),
+                                                                n_boot=n_boot, seed=seed)
                                    for m in DETECTORS if m in study.overlap}, orient="index")
 
 
@@ -77,8 +93,8 @@ def detector_comparisons(study, *, n_boot: int, seed: int) -> pd.DataFrame:
     headroom over LAND. Columns: difference (Interval), verdict (sentence)."""
     rows = {}
     for a, b in _LAND_PAIRS:
-        diff = paired_difference(study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"], n_boot=n_boot,
-                                 seed=seed)
+        diff = _paired(study, study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"], n_boot=n_boot,
+                       seed=seed)
         rows[f"{DETECTORS[a]} - {DETECTORS[b]}"] = {
             "difference": diff, "verdict": compare(DETECTORS[a], DETECTORS[b], diff, fmt="{:.1%}")}
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -120,14 +136,23 @@ def _verdict_words(key: str) -> str:
     return VERDICTS.get(key, key).replace("LAND's", "that LAND's", 1)
 
 
+def _seed_reading(r) -> str:
+    """A verdict over seeds: it holds at every seed; it does not hold where its opposite holds at every seed;
+    otherwise it is not distinguishable here, at k of n seeds (never significant is not refuted)."""
+    if r.holds_at_every_seed:
+        return "holds (at every seed)"
+    if getattr(r, "opposite_at_every_seed", False):
+        return "does not hold (its opposite holds at every seed)"
+    return f"not distinguishable here (holds at {int(r.n_true)} of {int(r.n_seeds)} seeds)"
+
+
 def seed_holds_table(seeds) -> pd.DataFrame:
     """Per (read-out, verdict): at how many seeds it holds, and "every seed" / "no seed" / "some seeds"."""
     table = seeds.holds.reset_index()
     out = pd.DataFrame({"read-out": table["rule"].map(lambda r: _OPERATING_NAMES.get(r, r)),
                         "verdict": table["verdict"].map(lambda v: VERDICTS.get(v, v)),
                         "holds at": [f"{int(t)} of {int(m)} seeds" for t, m in zip(table["n_true"], table["n_measured"])],
-                        "reading": ["at every seed" if e else ("at no seed" if n else "depends on the seed")
-                                    for e, n in zip(table["holds_at_every_seed"], table["holds_at_no_seed"])]})
+                        "reading": [_seed_reading(r) for r in table.itertuples()]})
     return out.set_index(["read-out", "verdict"])
 
 
@@ -158,7 +183,8 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
 
     n_boot, seed = params.bootstrap_samples, params.seed
     ours = table7_frame.loc["ours, test facts"]
-    detectors = {m: interval_table(study.overlap[m], _OVERLAP, n_boot=n_boot, seed=seed) for m in study.overlap}
+    detectors = {m: interval_table(study.overlap[m], _OVERLAP, clusters=_clusters(study, study.overlap[m]),
+                                   n_boot=n_boot, seed=seed) for m in study.overlap}
     r_lo = ours["R_Lo"]
     land_fs = detectors["land"]["fact_specific"]
     rule = _OPERATING_NAMES.get(str(getattr(study, "operating_rule", "")), "the run's read-out")
@@ -170,11 +196,10 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
     if seeds is not None:
         holds = seeds.holds.reset_index()
         for r in holds[holds["rule"] == getattr(study, "operating_rule", "")].itertuples():
-            every = "holds at every seed" if r.holds_at_every_seed else (
-                "holds at no seed" if r.holds_at_no_seed else f"holds at {r.n_true} of {r.n_measured} seeds")
+            opposite = bool(getattr(r, "opposite_at_every_seed", False))
             claims.append(Claim(f"over seeds: {r.verdict}", f"Over {r.n_seeds} seeds of the detector pipeline, "
-                                f"{_verdict_words(r.verdict)} {every}.", None,
-                                True if r.holds_at_every_seed else (False if r.holds_at_no_seed else None)))
+                                f"{_verdict_words(r.verdict)}: {_seed_reading(r)}.", None,
+                                True if r.holds_at_every_seed else (False if opposite else None)))
     land_specific = Claim(
         "LAND is specific to the fact",
         f"LAND's fact-specific overlap (within-fact minus same-relation across-fact) is {land_fs.format('{:.1%}')}: "
@@ -182,8 +207,8 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
            "not distinguishable here from a set fixed per relation."), land_fs, _holds(land_fs))
     claims.append(land_specific)
     for a, b in _LAND_PAIRS[:2]:
-        diff = paired_difference(study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"], n_boot=n_boot,
-                                 seed=seed)
+        diff = _paired(study, study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"], n_boot=n_boot,
+                       seed=seed)
         claims.append(Claim(f"LAND beats the {DETECTORS[b].lower()}",
                             "On fact-specific overlap, " + compare(DETECTORS[a], DETECTORS[b], diff, fmt="{:.1%}"),
                             diff, _holds(diff)))
@@ -222,5 +247,6 @@ def reaches_claim(name: str, interval: Interval, threshold: float, *, what: str,
     """A Claim that ``interval`` reaches a paper's figure (kn.base.stats.reaches): holds True above, False below, None when
     not distinguishable."""
     sentence = reaches(name, interval, threshold, what=what, source=source)
-    holds = None if interval.covers(threshold) or math.isnan(interval.mean) else bool(interval.lo > threshold)
+    holds = (None if interval.covers(threshold) or math.isnan(interval.mean) or not interval.decidable
+             else bool(interval.lo > threshold))
     return Claim(name, sentence, interval, holds)

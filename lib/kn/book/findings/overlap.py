@@ -15,18 +15,21 @@ import pandas as pd
 from kn.base import paper
 from kn.base.errors import ParameterError
 from kn.base.overlap import fact_pair_intersections, overlap_table, pair_intersections
-from kn.base.stats import bootstrap_mean, compare, paired_difference
+from kn.base.clustered import cluster_column
+from kn.base.stats import cluster_bootstrap_mean, cluster_paired_difference, compare
 from kn.book.findings.common import _T4, _holds, interval_table
 from kn.book.summaries import Claim, OverlapSummary
 from kn.methods.counterexamples import fact_sets_for
 
 
 def overlap_rows(prompts: pd.DataFrame, sets: dict) -> pd.DataFrame:
-    """kn.base.overlap.overlap_table of every fact of ``prompts`` (sets: {prompt_id: set}), with its split and relation."""
+    """kn.base.overlap.overlap_table of every fact of ``prompts`` (sets: {prompt_id: set}), with its split, relation
+    and cluster (relations merged where they share prompts; the relation where prompts have no cluster column)."""
     table = overlap_table(fact_sets_for(prompts, sets))
     facts = prompts.drop_duplicates("fact_id").set_index("fact_id")
     return table.assign(split=facts.loc[table.index, "split"].to_numpy(),
-                        relation=facts.loc[table.index, "relation"].to_numpy())
+                        relation=facts.loc[table.index, "relation"].to_numpy(),
+                        cluster=cluster_column(facts).loc[table.index].to_numpy())
 
 
 def table4(overlap: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
@@ -99,11 +102,15 @@ def overlap_summary(params, overlap: pd.DataFrame, refined: dict, per_relation: 
     t4_test, t4_all = (interval_table(o, _T4, n_boot=n_boot, seed=seed) for o in (test, overlap))
     ok = test[(test["N_u"] > 0) & test["N_s"].notna()]
     pooled = float(ok["N_s"].mean() / ok["N_u"].mean()) if len(ok) else float("nan")
-    sizes = bootstrap_mean([len(s) for s in refined.values()], n_boot=n_boot, seed=seed)
+    cluster_of = dict(zip(overlap.index, cluster_column(overlap)))
+    sizes = cluster_bootstrap_mean([len(s) for s in refined.values()], [cluster_of.get(f, relation_of[f]) for f in refined],
+                                   n_boot=n_boot, seed=seed)
     pairs = pair_intersections(refined, relation_of, seed=seed)
     per_fact = fact_pair_intersections(refined, relation_of)
-    intra_minus_inter = paired_difference(per_fact["intra"], per_fact["inter"], n_boot=n_boot, seed=seed)
-    gap = paired_difference(test["N_s"], test["N_uo"], n_boot=n_boot, seed=seed)
+    intra_minus_inter = cluster_paired_difference(per_fact["intra"], per_fact["inter"],
+                                                  [cluster_of.get(f, relation_of.get(f, f)) for f in per_fact.index],
+                                                  n_boot=n_boot, seed=seed)
+    gap = cluster_paired_difference(test["N_s"], test["N_uo"], cluster_column(test), n_boot=n_boot, seed=seed)
     r_so = t4_test["R_so"]
     missed = sorted(per_relation.index[~per_relation["in_range"].astype(bool)])
     lo, hi = params.refine_size_range
@@ -114,7 +121,7 @@ def overlap_summary(params, overlap: pd.DataFrame, refined: dict, per_relation: 
               f"{paper.LAND_TABLE4['R_so'].iloc[1]:.1%} (Llama-3.2-1B). "
               + ("As in the paper, most of a prompt's neurons are not found from another wording."
                  if r_so.hi < 0.5 else "Here paraphrases share half or more: the paper's premise does not hold."),
-              r_so, bool(r_so.hi < 0.5) if not math.isnan(r_so.hi) else None),
+              r_so, bool(r_so.hi < 0.5) if not math.isnan(r_so.hi) and r_so.decidable else None),
         Claim("N_uo is not N_s",
               f"One prompt's set has N_s - N_uo = {gap.format()} neurons that no other paraphrase finds "
               f"(N_uo = {t4_test['N_uo'].format()}, overlap with the others' union).", gap, _holds(gap)),
