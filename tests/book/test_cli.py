@@ -212,18 +212,18 @@ def test_override_values_are_read_as_yaml():
 
 def test_overrides_reach_the_chapter_and_are_recorded(study, capsys):
     assert study.kn("run", str(study.params)) == 0
-    assert study.kn("chapter", str(study.params), "2", "-p", "land_threshold", "2", "-p", "relations", "[P36]") == 0
+    assert study.kn("chapter", str(study.params), "2", "-p", "land_threshold", "2", "-p", "relations", "[P36, P103]") == 0
     run = study.run_dir
     assert json.loads((run / "overrides.json").read_text()) == {
-        "01_data_adaptation": {}, "02_attribution": {"land_threshold": 2, "relations": ["P36"]}}
+        "01_data_adaptation": {}, "02_attribution": {"land_threshold": 2, "relations": ["P36", "P103"]}}
     # chapter 2 ran twice (0.5, then 2.0); chapter 1 once: `kn chapter` re-executes only the chapters named
     assert (run / "executed-02_attribution.txt").read_text().split() == ["0.5", "2.0"]
     assert (run / "executed-01_data_adaptation.txt").read_text().split() == ["0.5"]
     assert set(json.loads((run / "timings.json").read_text())) == {"01_data_adaptation", "02_attribution"}
     page = nbformat.read(study.book_dir / "02_attribution.ipynb", as_version=4)
     injected = [c for c in page.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert len(injected) == 1 and "overrides = {\"land_threshold\": 2, \"relations\": [\"P36\"]}" in injected[0].source
-    assert "overrides land_threshold=2, relations=['P36']" in capsys.readouterr().out
+    assert len(injected) == 1 and "overrides = {\"land_threshold\": 2, \"relations\": [\"P36\", \"P103\"]}" in injected[0].source
+    assert "overrides land_threshold=2, relations=['P36', 'P103']" in capsys.readouterr().out
 
 
 def test_kn_chapter_04_with_an_override_after_the_default_run_re_executes_chapter_4_only(study, capsys):
@@ -244,6 +244,39 @@ def test_kn_chapter_04_with_an_override_after_the_default_run_re_executes_chapte
         assert changed == (chapter == "04_land")
     assert json.loads((study.run_dir / "overrides.json").read_text())["04_land"] == {"land_threshold": 2.0}
     assert "04_land ran with land_threshold=2.0" in (study.book_dir / "04_land.ipynb").read_text()
+
+
+LINEAGE = """\
+import pandas as pd
+from kn.base.rundir import RunFolder
+
+folder = RunFolder(run, chapter=CHAPTER)  # as kn.book.report.open_chapter opens it
+if CHAPTER == "01_data_adaptation":
+    folder.write_table("t", pd.DataFrame({"v": [cfg.land_threshold]}))
+else:
+    folder.read_table("t")
+folder.record_consumption("stub.yaml")
+"""
+
+
+def test_kn_names_the_chapters_a_re_run_left_stale_and_run_from_refreshes_them(study, capsys):
+    """`kn chapter` re-runs chapter 1 with another output: kn names chapter 2 stale, with the command; `kn run --from 02`
+    re-runs chapter 2 alone, and nothing is stale any more."""
+    for chapter in ("01_data_adaptation", "02_attribution"):
+        write_stub(study.notebooks, chapter, LINEAGE)
+    assert study.kn("run", str(study.params)) == 0
+    assert "[stale]" not in capsys.readouterr().out
+    assert study.kn("chapter", str(study.params), "01", "-p", "land_threshold", "2") == 0
+    out = capsys.readouterr().out
+    assert "[stale] 02_attribution was computed from an older output of chapter 1 (01_data_adaptation): t\n" in out
+    assert f"[stale] refresh: kn chapter {study.params} 02\n" in out
+    assert study.kn("run", str(study.params), "--from", "02") == 0
+    out = capsys.readouterr().out
+    assert "[02_attribution] done" in out and "[01_data_adaptation]" not in out and "[stale]" not in out
+    assert (study.run_dir / "executed-01_data_adaptation.txt").read_text().split() == ["0.5", "2.0"]
+    assert (study.run_dir / "executed-02_attribution.txt").read_text().split() == ["0.5", "0.5"]
+    assert study.kn("run", str(study.params), "--from", "9") == 2
+    one_error_line(capsys, "unknown chapter '9'")
 
 
 def test_the_book_build_drops_failed_pages_of_older_runners_and_empty_folders(tmp_path, monkeypatch):

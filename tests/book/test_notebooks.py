@@ -446,3 +446,33 @@ def test_attribution_shards_as_jobs_merge_to_the_chapter_store(smoke_run):
         for column in ("neuron_ids", "neuron_scores", "layer_sums", "p_full", "p_zero"):
             np.testing.assert_array_equal(row[column], chapter.loc[key, column])
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "slurm_attribution.sbatch")]).returncode == 0
+
+
+def test_re_running_chapter_4_marks_chapters_5_and_6_stale_in_kn_and_on_their_pages(smoke_run, tmp_path, capsys):
+    """The issue's case: after `kn chapter PARAMS 04 -p land_threshold 2.0`, chapters 5 and 6 still hold what the old
+    LAND sets gave. kn names them with the command that refreshes them, their pages (and not chapter 4's) say so at the
+    top, and the results page lists them. On a copy of the smoke run: the other tests keep theirs."""
+    from kn.base import lineage
+    from kn.book import cli
+
+    root, _, _, params = smoke_run
+    copy = tmp_path / "book"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("_build", "smoke-data", "shards", "merged"))
+    values = {**yaml.safe_load(params.read_text()), "run_dir": str(copy / "runs" / "smoke")}
+    copied = copy / "smoke.yaml"
+    copied.write_text(yaml.safe_dump(values))
+    assert lineage.stale_chapters(copy / "runs" / "smoke") == {}  # every chapter read what the others wrote last
+    capsys.readouterr()
+    assert cli.main(["chapter", str(copied), "04", "-p", "land_threshold", "2.0", "--book-root", str(copy)]) == 0
+    out = capsys.readouterr().out
+    for chapter in ("05_amplification", "06_editing"):
+        assert f"[stale] {chapter} was computed from an older output of chapter 4 (04_land): " in out, out[-2000:]
+    assert f"[stale] refresh: kn chapter {copied} 05 06\n" in out
+    html = copy / "book" / "_build" / "html" / "book" / "runs" / "smoke"
+    label = "This chapter was computed from an older output of chapter 4 (04_land)"
+    for chapter in runner.CHAPTERS:
+        assert (label in (html / f"{chapter}.html").read_text()) == (chapter in ("05_amplification", "06_editing"))
+    page = nbformat.read(copy / "book" / "runs" / "smoke" / "06_editing.ipynb", as_version=4)
+    assert "Re-run: `kn chapter smoke.yaml 05 06`" in page.cells[1].source  # right under the title
+    results_page = (copy / "book" / "_build" / "html" / "book" / "generated" / "results.html").read_text()
+    assert "stale chapters: 05_amplification was computed from an older output of chapter 4" in results_page

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from kn.attribution.rules import attribute
-from kn.base.errors import MissingArtifact
+from kn.base.errors import MissingArtifact, ParameterError
 from kn.base.io import atomic_write, atomic_write_bytes
 from kn.base.neurons import coarse_set_sparse
 from kn.base.params import StudyParams
@@ -60,8 +60,8 @@ class AttributionStore:
             existing = json.loads(path.read_text())
             if existing != self.manifest:
                 diff = {k: (existing.get(k), v) for k, v in self.manifest.items() if existing.get(k) != v}
-                raise ValueError(f"{self.folder} holds scores computed with other settings {diff} (stored, now): "
-                                 f"use another folder or delete it")
+                raise ParameterError(f"{self.folder} holds scores computed with other settings {diff} (stored, now): "
+                                     "use another folder (`-p run_dir runs/NAME`) or delete it")
         else:
             atomic_write_bytes(path, json.dumps(self.manifest, indent=2, sort_keys=True).encode())
 

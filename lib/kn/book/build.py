@@ -4,6 +4,8 @@ API
     execute_results(book_root=None) -> Path    the results page, from every run folder under <book_root>/runs
     build_book(book_root=None) -> Path         prune_book_runs, the results page, then jupyter-book 1.x, warnings as errors
     prune_book_runs(book_root=None) -> list    failed pages (from older runners) and empty folders out of book/runs/
+    mark_stale_pages(book_root=None) -> list   a stale chapter's page (kn.base.lineage) says so at its top, with the
+                                               command that refreshes it; a page no longer stale loses the label
     prepare_book_root(target) -> Path          the book's sources copied to ``target`` (tests build there)
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from kn.base import lineage
 from kn.base.io import atomic_write_bytes
 from kn.base.params import project_root
 from kn.base.rundir import RunFolder
@@ -148,6 +151,36 @@ def prune_book_runs(book_root: str | Path | None = None) -> list[str]:
     return done
 
 
+def mark_stale_pages(book_root: str | Path | None = None) -> list[str]:
+    """Put an admonition (a markdown cell tagged STALE_TAG) under the title of every page of book/runs/<run>/ whose
+    chapter is stale in <book_root>/runs/<run> (kn.base.lineage), naming the older output and the `kn chapter`
+    command that refreshes the run's stale chapters; remove it from pages no longer stale. Returns the pages labelled."""
+    import nbformat  # notebook machinery only when chapters run or the book is built
+
+    root = Path(book_root) if book_root else project_root()
+    runs = root / "book" / "runs"
+    labelled = []
+    for folder in sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else ():
+        record = root / "runs" / folder.name
+        stale = lineage.stale_chapters(record) if record.is_dir() else {}
+        for page in sorted(folder.glob("*.ipynb")):
+            nb = nbformat.read(page, as_version=4)
+            cells = [c for c in nb.cells if STALE_TAG not in c.get("metadata", {}).get("tags", [])]
+            if page.stem in stale:
+                params_file = ((nb.metadata.get("papermill") or {}).get("parameters") or {}).get("params_file")
+                commands = lineage.run_refresh_commands(record, stale, params_file)
+                text = (f":::{{admonition}} Stale chapter\n:class: warning\nThis chapter {stale[page.stem].reason()}. "
+                        f"Re-run: {', then '.join(f'`{c}`' for c in commands)}\n:::")
+                at = next((i + 1 for i, c in enumerate(cells) if c.cell_type == "markdown"
+                           and c.source.startswith("# ")), 0)
+                cells.insert(at, nbformat.v4.new_markdown_cell(text, metadata={"tags": [STALE_TAG]}))
+                labelled.append(f"{folder.name}/{page.stem}")
+            if [c.source for c in cells] != [c.source for c in nb.cells]:
+                nb.cells = cells
+                atomic_write_bytes(page, nbformat.writes(nb).encode())
+    return labelled
+
+
 def _page_title(page: Path) -> str:
     """A published chapter's title without the model and run it names (its part of the navigation names them)."""
     try:
@@ -199,6 +232,8 @@ def build_book(book_root: str | Path | None = None) -> Path:
     root = Path(book_root) if book_root else project_root()
     for line in prune_book_runs(root):
         _say(f"[book] {line}")
+    for page in mark_stale_pages(root):
+        _say(f"[book] {page}: labelled stale")
     execute_results(root)
     build = root / "book" / "_build"
     log = root / "book" / "build.log"
@@ -251,6 +286,7 @@ _RUN_SUFFIX = re.compile(r" \([^()]*\)(, run [^()]+)?$")
 
 
 RUNS_CAPTION = "Runs"  # the part of _toc.yml that build_book replaces by one part per run
+STALE_TAG = "kn-stale"  # the markdown cell mark_stale_pages puts under a stale chapter's title
 
 
 # --- executing ---------------------------------------------------------------------------------------------------------

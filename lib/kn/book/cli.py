@@ -1,16 +1,22 @@
 """kn: the study's command line (also `python -m kn`).
 
-    kn run PARAMS [-p KEY VALUE]... [--no-book]                  every chapter for one model, then the book
+    kn run PARAMS [--from CH] [-p KEY VALUE]... [--no-book]      every chapter for one model (--from 04: chapter 4 and
+                                                                 every later one), then the book
     kn chapter PARAMS CH [CH ...] [-p KEY VALUE]... [--no-book]  only these chapters (04, 4 or 04_land), then the book
     kn book                                                      build the book from the runs present
     kn submit PARAMS --shards N [--partition P] [--gpus-per-task G] [--cpus-per-task C] [--time T] [--wait]
                                                                  the same on a SLURM cluster: chapter 1, the attribution
                                                                  as an array of N shards, then the rest (kn.book.submit)
     kn bench [ARGS...]                                           benchmarks/attribution_speed.py ARGS
+    kn --version                                                 "kn <version>" (kn.book.environment.kn_version)
 
 `-p KEY VALUE` overrides one parameter of PARAMS for this execution: KEY is a key of kn.base.params.StudyParams, VALUE is read
 as YAML (2.0 a float, null None, "[P36, P103]" a list, true a bool) and checked like the YAML's own keys. The run folder
 records the overrides of each chapter in overrides.json.
+
+After `kn run` and `kn chapter`, the chapters computed from an older output of a chapter run since (kn.base.lineage)
+are printed as `[stale] <chapter> <reason>` lines, then `[stale] refresh: kn chapter PARAMS 05 06`; their book
+pages say so at the top.
 
 Exit status: 0 done; 2 bad input (an unknown key, a bad value, a missing params file or data folder, an unknown model or
 chapter), reported as one line `kn: error: ...` on stderr; 1 anything else, with its traceback; 130 interrupted.
@@ -28,9 +34,11 @@ import subprocess
 import sys
 import time
 
+from kn.base import lineage
 from kn.base.errors import BadInput
 from kn.base.params import project_root
 from kn.book import build, runner, submit
+from kn.book.environment import kn_version
 
 BENCH_SCRIPT = "benchmarks/attribution_speed.py"
 
@@ -65,11 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kn", description="Run the knowledge-neurons study's chapters for a model and build the book.",
         epilog="Exit status: 0 done, 2 bad input (one line on stderr), 1 a failure. `kn COMMAND --help` for more.")
+    parser.add_argument("--version", action="version", version=f"kn {kn_version()}",
+                        help="print the study's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="execute every chapter for a params file, then build the book",
-                         description="Execute every chapter for PARAMS, then build the book.")
+                         description="Execute every chapter for PARAMS (or, with --from CH, chapter CH and every "
+                                     "chapter after it), then build the book. Chapters left computed from an older "
+                                     "output of another chapter are printed, with the command that refreshes them.")
     run.add_argument("params", metavar="PARAMS", help="params/<model>.yaml")
+    run.add_argument("--from", dest="start", metavar="CH", default=None,
+                     help="re-run chapter CH (04, 4 or 04_land) and every chapter after it; to name chapters one by "
+                          "one, use `kn chapter PARAMS CH [CH ...]` instead")
     _add_run_options(run)
     run.set_defaults(func=_run)
 
@@ -122,9 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args) -> int:
     overrides = runner.parse_overrides(args.overrides)
     chapters = getattr(args, "chapters", None)
+    if getattr(args, "start", None):  # `kn run` has no chapter list: --from and a list never meet
+        chapters = runner.chapters_from(args.start, runner.available_chapters(args.notebooks))
     runner.execute_chapters(args.params, chapters, overrides=overrides, book_root=args.book_root,
                             notebooks_dir=args.notebooks)
-    return 0 if args.no_book else _book(args)
+    status = 0 if args.no_book else _book(args)
+    _say_stale(args, overrides)
+    return status
+
+
+def _say_stale(args, overrides: dict) -> None:
+    """The run's stale chapters and the command that refreshes them (kn.base.lineage.stale_report)."""
+    run_dir = runner.check_params(args.params, overrides).resolved_run_dir()
+    for line in lineage.stale_report(run_dir, args.params):
+        print(f"[stale] {line}", flush=True)
 
 
 def _submit(args) -> int:

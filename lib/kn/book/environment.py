@@ -2,8 +2,10 @@
 lock the project installs from.
 
 API
+    DISTRIBUTION                               "kn-study", the project's distribution name (pyproject.toml)
+    kn_version() -> str                        the study's version: the installed distribution's, else kn.__version__
     RECORDED_PACKAGES                          the distributions whose versions a run records
-    current_environment(root=None) -> dict     {"python", "packages": {name: version}, "commit", "dirty"}
+    current_environment(root=None) -> dict     {"python", "kn_version", "packages": {name: version}, "commit", "dirty"}
     locked_versions(path) -> {name: version}   the `name==version` entries of a pip-compile lock (names normalised)
     lock_differences(env, lock=None) -> list[str]   "transformers 5.23.0 (lock 5.24.0)" per recorded package that
                                                     differs from the lock; [] when none differs or no lock is there
@@ -18,14 +20,25 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from kn import __version__
 from kn.base.params import project_root
 
+DISTRIBUTION = "kn-study"
 RECORDED_PACKAGES = ("torch", "transformers", "numpy", "pandas", "pyarrow", "gguf", "papermill", "jupyter-book")
 LOCK_FILE = Path("requirements") / "lock-cpu.txt"
 
 
 def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def kn_version() -> str:
+    """The study's version: that of the installed distribution (pyproject.toml's `version`, read by importlib.metadata),
+    else kn.__version__ (the library imported from a checkout without `pip install -e .`)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return __version__
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -37,8 +50,8 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def current_environment(root: str | Path | None = None) -> dict:
-    """The interpreter, the versions of RECORDED_PACKAGES (None where one is not installed), and the project's git
-    commit (None outside a checkout) with whether tracked files differ from it."""
+    """The interpreter, the study's version (kn_version), the versions of RECORDED_PACKAGES (None where one is not
+    installed), and the project's git commit (None outside a checkout) with whether tracked files differ from it."""
     root = Path(root) if root else project_root()
     packages = {}
     for name in RECORDED_PACKAGES:
@@ -48,7 +61,7 @@ def current_environment(root: str | Path | None = None) -> dict:
             packages[name] = None
     commit = _git(root, "rev-parse", "HEAD")
     status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"python": platform.python_version(), "packages": packages, "commit": commit,
+    return {"python": platform.python_version(), "kn_version": kn_version(), "packages": packages, "commit": commit,
             "dirty": bool(status) if status is not None else None}
 
 

@@ -5,7 +5,8 @@ API
         sends progress to the runner's file, sets the book's plotting style, opens the run folder, shows the
         "Parameters of this run" table and (after chapter 1) the run's scale against the papers' (show_scale)
     show_scale(run)                 the run's facts, prompts and test facts against the papers', from chapter 1's record
-    Chapter(name, params, origin, run, started);  .seconds() -> float;  .record(summary) writes it and the params
+    Chapter(name, params, origin, run, started, params_file="");  .seconds() -> float;  .record(summary) writes it,
+        the params and what the chapter read (RunFolder.record_consumption)
     parameters_table(params, origin, chapter) -> DataFrame   value and source of each of the chapter's keys
     show_table(frame, formats=None, *, caption=None)          numbers formatted per column, "–" for missing;
         headers in words (HEADERS), numbers right-aligned on one line with their intervals, and a table too wide for
@@ -66,6 +67,7 @@ class Chapter:
     origin: dict
     run: RunFolder
     started: float
+    params_file: str = ""  # as the refresh command names it (kn.base.lineage)
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started
@@ -76,6 +78,7 @@ class Chapter:
         self.run.record_params(self.params, self.name, self.origin)
         environment = current_environment()
         self.run.update_json("environment", lambda records: {**(records or {}), self.name: environment})
+        self.run.record_consumption(self.params_file)
 
 
 class LibraryLog:
@@ -182,7 +185,7 @@ def open_chapter(chapter: str, namespace) -> Chapter:
     if namespace.get("progress_file"):  # set by the kn command; run by hand, bars stay in the notebook
 
         progress.use_file(namespace["progress_file"])
-    run = RunFolder(params.resolved_run_dir())
+    run = RunFolder(params.resolved_run_dir(), chapter=chapter)  # what it reads and writes is recorded
     _quiet_page(run.path / "logs" / f"{chapter}.log")
     import matplotlib  # plotting only inside a chapter's kernel
     import seaborn as sns  # plotting only inside a chapter's kernel
@@ -194,7 +197,8 @@ def open_chapter(chapter: str, namespace) -> Chapter:
     display(_styled(parameters_table(params, origin, chapter), caption="Parameters of this run"))
     if chapter != _FIRST:
         show_scale(run)
-    return Chapter(chapter, params, origin, run, time.perf_counter())
+    shown = relative_path(namespace["params_file"]) if namespace.get("params_file") else ""
+    return Chapter(chapter, params, origin, run, time.perf_counter(), shown)
 
 
 def show_scale(run: RunFolder) -> None:

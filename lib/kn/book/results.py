@@ -16,6 +16,8 @@ API
     environment_table(runs) -> DataFrame [run x (python, torch, transformers, commit, against the lock)]: what each
         run was made with (environment.json); a run made under other versions than the lock, or whose chapters were
         made under different ones, says so
+    stale_note(runs) -> str        markdown, one line per run with stale chapters (kn.base.lineage): which, why, and the
+        command that refreshes them; "" when no run has any
     CHAPTER_SUMMARIES                                       {field of Run: its kn.book.summaries record}
 
 Nothing is recomputed: every number comes from a chapter's summary record (kn.book.summaries), and every sentence is the one
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kn.base import paper
+from kn.base import lineage, paper
 from kn.base.rundir import RunFolder
 from kn.book.environment import lock_differences
 from kn.book.summaries import (
@@ -299,6 +301,20 @@ def run_title(folder: RunFolder | None, name: str) -> str:
 _CHAPTER_NAMES = {"01_data_adaptation": "1 data", "02_attribution": "2 attribution",
                   "02b_attribution_choices": "2b attribution choices", "03_overlap": "3 overlap", "04_land": "4 LAND",
                   "05_amplification": "5 amplification", "06_editing": "6 editing"}
+
+
+def stale_note(runs: dict[str, RunFolder]) -> str:
+    lines = []
+    for name, folder in runs.items():
+        stale = lineage.stale_chapters(folder.path)
+        if stale:
+            why = "; ".join(f"{chapter} {entry.reason()}" for chapter, entry in stale.items())
+            commands = ", then ".join(f"`{c}`" for c in lineage.run_refresh_commands(folder.path, stale))
+            lines.append(f"- **{name}**, stale chapters: {why}. Refresh: {commands}")
+    if not lines:
+        return ""
+    return "**Stale chapters**: their pages were computed from an older output of an earlier chapter.\n\n" + \
+        "\n".join(lines)
 
 
 def chapter_times(runs: dict[str, RunFolder]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ API
     check_params(params_file, overrides=None) -> StudyParams     the YAML and the overrides, validated together
     parse_overrides([(key, text), ...]) -> dict                  `-p KEY VALUE` pairs: VALUE read as YAML, key checked
     select_chapters(wanted, available=CHAPTERS) -> list[str]     "04", "4" and "04_land" all name chapter 4
+    chapters_from(start, available=CHAPTERS) -> list[str]       chapter ``start`` and every one after it (kn run --from)
 
 What a chapter receives (the contract with the notebooks): exactly three papermill parameters,
     params_file    the params YAML's absolute path (a string)
@@ -46,6 +47,7 @@ from kn.base.params import StudyParams, project_root
 from kn.base.progress import ENV_FILE, clock
 from kn.base.rundir import RunFolder
 from kn.base.runlock import run_lock
+from kn.book import preflight
 from kn.book.build import KERNEL_ARGUMENTS, _portable, _publish, _say, _show
 from kn.data.download import resolve_data_dir
 
@@ -93,6 +95,12 @@ def select_chapters(wanted, available=CHAPTERS) -> list[str]:
             raise UnknownChapter(f"unknown chapter {text!r}; chapters: {', '.join(available)}")
         picked += [c for c in match if c not in picked]
     return picked
+
+
+def chapters_from(start, available=CHAPTERS) -> list[str]:
+    """Chapter ``start`` (named as select_chapters reads it) and every chapter after it, in order."""
+    first = select_chapters([start], available)[0]
+    return list(available[list(available).index(first):])
 
 
 def _select(chapters) -> list[str]:  # the old name
@@ -203,6 +211,7 @@ def execute_chapters(params_file: str | Path, chapters=None, *, book_root: str |
     notebooks = Path(notebooks_dir).absolute() if notebooks_dir else project_root() / "notebooks"
     available = available_chapters(notebooks_dir)
     selected = select_chapters(chapters, available)
+    preflight.check_run(params, selected)  # sizes, own facts and the run folder, before any chapter's work
     first = available[0] if available else None
     if first in selected and not params.facts_file:  # a run on the user's own facts never needs PARAREL
         resolve_data_dir(params.data_dir or None)  # missing data fails here, not inside a notebook

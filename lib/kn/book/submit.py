@@ -51,7 +51,7 @@ from kn.base.io import atomic_write_bytes
 from kn.base.paramfiles import load_params, read_params_file
 from kn.base.params import StudyParams, project_root
 from kn.base.rundir import RunFolder
-from kn.book import runner
+from kn.book import preflight, runner
 from kn.data.download import resolve_data_dir
 
 SUBMIT_FOLDER = "slurm"
@@ -155,6 +155,7 @@ def submit(params_file, shards: int, *, partition: str | None = None, gpus_per_t
         raise ParameterError(f"--cpus-per-task {cpus_per_task}: at least 1")
     _client()
     params = load_params(params_file)  # not runner.check_params: the GPUs are the nodes', not this machine's
+    preflight.check_run(params)  # sizes, own facts, a run_dir that is a file (the store: _check_run, below)
     root = Path(root) if root else project_root()
     book_root = Path(book_root).absolute() if book_root else root
     commit, changed = _commit(root, allow_dirty)

@@ -6,6 +6,7 @@ API
     read_templates(data_dir, relations) -> DataFrame[relation, position, template]   every PARAREL template
     is_y_final(template), prompt_stem(template, subject)
     adapt_templates(templates, authored_csv, n=10) -> DataFrame[relation, position, template, provenance]
+    (facts get their cluster column from kn.data.clusters.with_clusters: the unit every test resamples)
     split_facts(facts, test_fraction, seed) -> facts with a `split` column (train/test), per relation, model-free;
         a (subject, object) pair held by several relations lands on one side in all of them
     choose_relations(facts, params) -> [relation];  sample_facts(facts, params, limits=None) -> a seeded slice
@@ -35,6 +36,7 @@ import pandas as pd
 from kn.base.errors import DataFileError
 from kn.base.io import read_text
 from kn.base.params import StudyParams, project_root
+from kn.data.clusters import with_clusters
 from kn.data.download import resolve_data_dir
 
 FACTS_PATH = Path("Hunter-DDM_knowledge-neurons/PARAREL/query_pairs.json")
@@ -272,14 +274,17 @@ def prompt_id(fact_id: str, template_position: int) -> str:
 
 
 def build_prompts(facts: pd.DataFrame, templates: pd.DataFrame) -> pd.DataFrame:
-    """One row per (fact, template): prompt_id, relation, fact_id, subject, object, split, template_position,
-    template, provenance, prompt, answer (" " + object: the next-token continuation)."""
+    """One row per (fact, template): prompt_id, relation, cluster (the facts' cluster column where they have one,
+    else the relation), fact_id, subject, object, split, template_position, template, provenance, prompt, answer
+    (" " + object: the next-token continuation)."""
     merged = facts.merge(templates.rename(columns={"position": "template_position"}), on="relation")
     merged["fact_id"] = fact_ids(merged)
     merged["prompt_id"] = [prompt_id(f, t) for f, t in zip(merged["fact_id"], merged["template_position"])]
     merged["prompt"] = [prompt_stem(t, s) for t, s in zip(merged["template"], merged["subject"])]
     merged["answer"] = " " + merged["object"]
-    columns = ["prompt_id", "relation", "fact_id", "fact_index", "subject", "object", "split", "template_position",
+    if "cluster" not in merged:
+        merged["cluster"] = merged["relation"]
+    columns = ["prompt_id", "relation", "cluster", "fact_id", "fact_index", "subject", "object", "split", "template_position",
                "template", "provenance", "prompt", "answer"]
     return merged[columns].sort_values(["relation", "fact_index", "template_position"]).reset_index(drop=True)
 
@@ -320,7 +325,8 @@ class AdaptedData:
             "facts_repeats_dropped": self.n_repeats_dropped,
             "facts": len(self.facts),
             "prompts_full_templates": self.n_prompts_full_templates,
-            "templates_pararel": int(counts["pararel"].sum()),
+            "templates_by_provenance": {str(k): int(v) for k, v in self.templates_all.get(  # PARAREL's: all pararel
+                "provenance", pd.Series("pararel", self.templates_all.index)).value_counts().sort_index().items()},
             "templates_y_final": int(counts["y_final"].sum()),
             "relations_with_4_y_final": int((counts["y_final"] >= 4).sum()),
             "templates_authored": int(counts["authored"].sum()),
@@ -339,7 +345,7 @@ class AdaptedData:
             "repeated (relation, subject, object), dropped": s["facts_repeats_dropped"],
             "facts kept": s["facts"],
             "prompts, facts x every template (Dai et al.'s count)": s["prompts_full_templates"],
-            "templates of these relations": s["templates_pararel"],
+            **{f"templates of these relations ({k})": n for k, n in s["templates_by_provenance"].items()},
             "... with [Y] last": s["templates_y_final"],
             "relations with 4 or more [Y]-final templates": s["relations_with_4_y_final"],
             "templates authored by this project": s["templates_authored"],
@@ -370,6 +376,7 @@ def load_adapted(params: StudyParams, authored_csv: str | Path | None = None) ->
     relations = sorted(facts["relation"].unique())
     templates_all = read_templates(data_dir, relations)
     templates = adapt_templates(templates_all, authored_csv, params.templates_per_relation)
+    facts = with_clusters(facts, templates)
     return AdaptedData(data_dir, facts_raw, facts, n_dropped, templates_all, templates)
 
 
@@ -400,32 +407,41 @@ def _read_records(path: Path, columns: tuple[str, ...]) -> list[tuple[str, dict]
         for column in columns:
             value = record.get(column)
             if not isinstance(value, str) or not value.strip():
-                raise DataFileError(f"{where}: field {column!r} must be a non-empty string, got {value!r}")
+                hint = " (provenance: pararel for a PARAREL template, authored for one you wrote)"
+                raise DataFileError(f"{where}: field {column!r} must be a non-empty string, got {value!r}"
+                                    + (hint if column == "provenance" else ""))
     if not rows:
         raise DataFileError(f"{path}: no rows")
     return rows
 
 
 def read_user_facts(path: str | Path) -> pd.DataFrame:
-    """A user's facts: CSV (header relation,subject,object) or JSON lines ({"relation", "subject", "object"}).
-    Returns DataFrame[relation, fact_index, subject, object], fact_index counting within each relation."""
-    rows, counter = [], {}
+    """A user's facts: CSV (header relation,subject,object) or JSON lines ({"relation", "subject", "object"}); a
+    repeated fact is refused. Returns DataFrame[relation, fact_index, subject, object], fact_index within a relation."""
+    rows, counter, seen = [], {}, {}
     for where, record in _read_records(Path(path), ("relation", "subject", "object")):
         relation = record["relation"].strip()
         if not _RELATION_ID.fullmatch(relation):
             raise DataFileError(f"{where}: relation {relation!r} may hold only letters, digits, '_', '.' and '-'")
-        rows.append((relation, counter.get(relation, 0), record["subject"].strip(), record["object"].strip()))
+        fact = (relation, record["subject"].strip(), record["object"].strip())
+        if seen.setdefault(fact, where) != where:
+            raise DataFileError(f"{where}: the fact ({', '.join(fact)}) repeats {seen[fact].rsplit(': ', 1)[-1]}")
+        rows.append((relation, counter.get(relation, 0), *fact[1:]))
         counter[relation] = counter.get(relation, 0) + 1
     return pd.DataFrame(rows, columns=["relation", "fact_index", "subject", "object"])
 
 
 def read_user_templates(path: str | Path) -> pd.DataFrame:
-    """A user's templates: CSV (header relation,template,provenance) or JSON lines; each template holds [X] once
-    and ends with [Y] (a final "." allowed). Returns DataFrame[relation, position, template, provenance]."""
-    rows, counter = [], {}
+    """A user's templates: CSV (header relation,template,provenance) or JSON lines; each holds [X] once and ends with
+    [Y] (a final "." allowed), once per relation; provenance any label (pararel, authored). -> DataFrame[relation,
+    position, template, provenance]."""
+    rows, counter, seen = [], {}, {}
     for where, record in _read_records(Path(path), ("relation", "template", "provenance")):
         relation = record["relation"].strip()
         _check_slots(record["template"], where, require_y_final=True)
+        if seen.setdefault((relation, _normal(record["template"])), where) != where:
+            raise DataFileError(f"{where}: template {record['template']!r} repeats "
+                                f"{seen[relation, _normal(record['template'])].rsplit(': ', 1)[-1]} of {relation}")
         rows.append((relation, counter.get(relation, 0), record["template"], record["provenance"].strip()))
         counter[relation] = counter.get(relation, 0) + 1
     return pd.DataFrame(rows, columns=["relation", "position", "template", "provenance"])
@@ -445,5 +461,5 @@ def _load_user(params: StudyParams) -> AdaptedData:
                                 f"templates_per_relation={n} needs {n}")
     templates = templates_all[templates_all["position"] < n].reset_index(drop=True)
     facts, n_dropped = drop_repeated_facts(facts_raw)
-    facts = split_facts(facts, params.test_fraction, params.seed)
+    facts = with_clusters(split_facts(facts, params.test_fraction, params.seed), templates)
     return AdaptedData(facts_path.parent, facts_raw, facts, n_dropped, templates_all, templates, source="user")

@@ -4,6 +4,7 @@ that carry other knowledge (the counter-examples), per the paper's rule or the w
 API
     validation_split(prompts, fraction, seed) -> prompts, a seeded share of each relation's train facts relabelled
                                    split "validation" (read-outs are chosen there, never on test facts)
+    validation_count(n_facts, fraction) -> int   how many of a relation's n_facts train facts it holds out
     training_data(prompts, coarse, hp, *, split) -> (pairs [(coarse set, key)], targets {key: (ids, counts)},
                                    counterexamples); key is the fact (rule whole_union) or the prompt (same_template)
     prompt_targets_for(prompts, coarse, hp) -> {prompt_id: (ids, counts)}   each prompt's target under hp's rule
@@ -243,6 +244,13 @@ def top_k_constant_set(targets: Mapping, k: int) -> frozenset:
     return frozenset(int(i) for i in unique[order])
 
 
+def validation_count(n_facts: int, fraction: float) -> int:
+    """How many of a relation's n_facts train facts validation_split holds out: round(fraction * n_facts), at least
+    2 when there are 4 or more (fact-specific overlap compares two validation facts of one relation), at least 1 when
+    there are 2 or 3, none of a single fact."""
+    return max(2 if n_facts >= 4 else 1, int(round(fraction * n_facts))) if n_facts > 1 else 0
+
+
 def validation_split(prompts: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     """A copy of ``prompts`` whose split is "validation" for round(fraction * n) of each relation's n train facts
     (at least 2 when it has 4 or more, at least 1 when it has 2 or 3), drawn per relation from (seed,
@@ -252,9 +260,7 @@ def validation_split(prompts: pd.DataFrame, fraction: float, seed: int) -> pd.Da
     chosen = set()
     for relation, group in train.groupby("relation", sort=True):
         facts = sorted(group["fact_id"].unique())
-        # two per relation at least where there are four or more: fact-specific overlap compares a validation
-        # fact with another validation fact of its relation
-        n = max(2 if len(facts) >= 4 else 1, int(round(fraction * len(facts)))) if len(facts) > 1 else 0
+        n = validation_count(len(facts), fraction)
         rng = np.random.default_rng([seed, zlib.crc32(str(relation).encode()), zlib.crc32(b"validation")])
         chosen.update(facts[i] for i in rng.permutation(len(facts))[:n])
     out.loc[out["fact_id"].isin(chosen), "split"] = "validation"
