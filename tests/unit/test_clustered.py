@@ -123,3 +123,18 @@ def test_holding_at_no_seed_is_not_refuted():
     assert _seed_reading(refuted).startswith("does not hold")
     always = SimpleNamespace(holds_at_every_seed=True, opposite_at_every_seed=False, n_true=5, n_seeds=5)
     assert _seed_reading(always).startswith("holds")
+
+
+def test_a_run_of_one_cluster_pairs_unrelated_facts_across_relations_but_never_twins():
+    from kn.experiments.conditions import design_conditions
+
+    rows = []
+    for relation in ("P176", "P178"):
+        for f, (subject, obj) in enumerate([("iPhone", "Apple"), ("Golf", "VW"), (f"x{relation}", "Sony")]):
+            for t in range(4):
+                rows.append({"prompt_id": f"{relation}:{f}#{t}", "fact_id": f"{relation}:{f}", "relation": relation,
+                             "cluster": "P176+P178", "template_position": t, "split": "test", "subject": subject,
+                             "object": obj})
+    design = design_conditions(pd.DataFrame(rows), unrelated="other_relation", unrelated_partners=2).set_index("fact_id")
+    assert design.loc["P176:0", "unrelated_facts"] == ["P178:1", "P178:2"]  # P178:0 is its twin (iPhone, Apple)
+    assert all(f.split(":")[0] != fact.split(":")[0] for fact, fs in design["unrelated_facts"].items() for f in fs)

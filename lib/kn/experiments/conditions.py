@@ -129,8 +129,8 @@ def design_conditions(prompts: pd.DataFrame, *, seed: int = 0, unrelated: str = 
         if unrelated == "other_relation":  # another cluster: a relation that shares prompts is not unrelated
             other = pool[pool["cluster"] != row.cluster]
             # a run of one cluster (the smoke slice): other relations, never the fact's own twin (same pair)
-            pool = other if len(other) else pool[(pool["relation"] != row.relation) & [
-                pair_of.get(f) != pair_of.get(row.fact_id) for f in pool["fact_id"]]]
+            not_twin = np.array([pair_of.get(f) != pair_of.get(row.fact_id) for f in pool["fact_id"]], dtype=bool)
+            pool = other if len(other) else pool[(pool["relation"] != row.relation).to_numpy() & not_twin]
         elif unrelated == "same_relation":
             pool = pool[pool["relation"] == row.relation]
         if pool.empty:
