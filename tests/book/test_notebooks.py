@@ -158,10 +158,15 @@ def test_executed_notebooks_have_no_errors(smoke_run):
 
 def test_a_chapter_run_by_hand_takes_an_edited_value(smoke_run, tmp_path):
     """As in Jupyter: the notebook as it is, pointed at the run by its params_file default, with one value changed in
-    its parameters cell, re-computes the chapter with that value (no papermill, no injected cell)."""
+    its parameters cell, re-computes the chapter with that value (no papermill, no injected cell). On a copy of the
+    run folder: the smoke run's later chapters must stay computed from its own chapter 4 for the other tests."""
     from nbclient import NotebookClient
 
-    _, run, _, params = smoke_run
+    _, smoke, _, smoke_params = smoke_run
+    run = RunFolder(tmp_path / "runs" / "smoke")
+    shutil.copytree(smoke.path, run.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("shards", "merged"))
+    params = tmp_path / "smoke.yaml"
+    params.write_text(yaml.safe_dump({**yaml.safe_load(smoke_params.read_text()), "run_dir": str(run.path)}))
     nb = nbformat.read(ROOT / "notebooks" / "04_land.ipynb", as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert 'params_file = ""' in cell.source and "land_threshold = None" in cell.source

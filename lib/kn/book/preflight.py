@@ -2,7 +2,9 @@
 starts (kn.book.runner.execute_chapters, kn.book.submit); each problem is one BadInput line naming the key or file.
 
 API
-    check_run(params, chapters=()) -> None   check_run_dir, then run_sizes (own facts read and checked), check_sizes
+    check_run(params, chapters=(), whole_run=True) -> None
+                                             check_run_dir, then run_sizes (own facts read and checked), check_sizes
+                                             (skipped only for chapters 1 and 2 named alone, whole_run=False)
     check_run_dir(params, chapters)          run_dir (or a folder above it) is a file; chapter 2 about to add to a
                                              store whose manifest records other attribution settings (STORE_SETTINGS)
     run_sizes(params) -> RunSizes            the run's relations and each one's train and test facts: counted in
@@ -49,11 +51,13 @@ class RunSizes:
     bound: bool = False  # population known: the model's known facts are fewer
 
 
-def check_run(params: StudyParams, chapters=()) -> None:
-    """Every check of this module, before any chapter of ``chapters`` (names as kn.book.runner.CHAPTERS) starts."""
+def check_run(params: StudyParams, chapters=(), whole_run: bool = True) -> None:
+    """Every check of this module, before any chapter of ``chapters`` (names as kn.book.runner.CHAPTERS) starts.
+    ``whole_run`` False: the chapters were named, so chapters 1 and 2 alone (the GPU study's attribution ladder) skip
+    the sizes that only chapters 4-6 need."""
     check_run_dir(params, chapters)
     sizes = run_sizes(params)  # own facts are read and checked whatever the chapters
-    if not chapters or set(chapters) - DATA_CHAPTERS:  # chapters 1 and 2 alone need no validation or test design
+    if whole_run or not chapters or set(chapters) - DATA_CHAPTERS:
         check_sizes(params, sizes)
 
 

@@ -211,7 +211,9 @@ def execute_chapters(params_file: str | Path, chapters=None, *, book_root: str |
     notebooks = Path(notebooks_dir).absolute() if notebooks_dir else project_root() / "notebooks"
     available = available_chapters(notebooks_dir)
     selected = select_chapters(chapters, available)
-    preflight.check_run(params, selected)  # sizes, own facts and the run folder, before any chapter's work
+    # sizes, own facts and the run folder, before any chapter's work; a whole run is checked as a whole run even where
+    # its notebooks folder holds only the data chapters
+    preflight.check_run(params, selected, whole_run=not chapters)
     first = available[0] if available else None
     if first in selected and not params.facts_file:  # a run on the user's own facts never needs PARAREL
         resolve_data_dir(params.data_dir or None)  # missing data fails here, not inside a notebook

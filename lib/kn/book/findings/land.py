@@ -109,6 +109,16 @@ def wording_table(wordings: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataF
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def seed_range(mean: float, lo: float, hi: float, fmt: str) -> str:
+    """A metric over seeds as "mean [min, max]": "–" where no seed measured it (nan: no fact of another cluster, say),
+    and "value (every seed)" where the seeds agree, which is a range of seeds, not an interval of zero width."""
+    if any(math.isnan(float(v)) for v in (mean, lo, hi)):
+        return "–"
+    if fmt.format(lo) == fmt.format(hi):
+        return f"{fmt.format(mean)} (every seed)"
+    return f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
 _OPERATING_NAMES = {"paper_ratio": "(a) the paper's size, N_L = ratio x N_s", "max_within": "(b) max within-fact overlap",
                     "fact_specific": "(c) max fact-specific (the former rule)", "topk": "(d) top-k, k = N_s"}
 
@@ -122,8 +132,7 @@ def operating_point_table(seeds, columns=("size", "within", "across_same_relatio
         cells = {}
         for c in columns:
             fmt = "{:.1f}" if c == "size" else "{:.1%}"
-            cells[c] = (f"{fmt.format(row[(c, 'mean')])} [{fmt.format(row[(c, 'min')])}, "
-                        f"{fmt.format(row[(c, 'max')])}]")
+            cells[c] = seed_range(row[(c, 'mean')], row[(c, 'min')], row[(c, 'max')], fmt)
         cells["seeds"] = int(row[("n_seeds", "")])
         rows[(_OPERATING_NAMES.get(rule, rule), method)] = cells
     frame = pd.DataFrame.from_dict(rows, orient="index")
@@ -166,7 +175,7 @@ def near_constant_table(seeds) -> pd.DataFrame:
     rows = {}
     for rule, g in part.groupby("rule", sort=False):
         rows[_OPERATING_NAMES.get(rule, rule)] = {
-            names[c]: f"{g[c].mean():.2f} [{g[c].min():.2f}, {g[c].max():.2f}]" for c in names}
+            names[c]: seed_range(g[c].mean(), g[c].min(), g[c].max(), "{:.2f}") for c in names}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
