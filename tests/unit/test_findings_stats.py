@@ -41,17 +41,59 @@ def test_edit_rates_are_exact_over_every_probe():
     assert set(findings.edit_rates(_edits(), "top 5")) == {"LAND, top 5"}
 
 
+LAND_NET, KN_NET, BASELINE_NET = (findings.net_name(m) for m in ("LAND", "KN-refined", "Baseline"))
+
+
 def test_edit_contrasts_decide_on_facts_with_relation_clusters():
-    table = findings.edit_contrasts(_edits(32, n_relations=16), n_boot=200, seed=0).set_index(["condition", "A", "B"])
-    row = table.loc[("Same", "LAND", "KN-refined")]
-    assert (row["a_only"], row["b_only"], row["n"]) == (32, 0, 32)  # the probes, descriptive
+    table = findings.edit_contrasts(_edits(32, n_relations=16), n_boot=200, seed=0,
+                                    sizes={"LAND": 25.8, "KN-refined": 3.9}).set_index(["condition", "A", "B"])
+    row = table.loc[("Same", LAND_NET, KN_NET)]  # the random controls succeed on nothing: net = raw here
+    assert pd.isna(row["n"])  # no McNemar table for a difference-in-differences
     assert row["n_facts"] == 32 and row["n_clusters"] == 16
     assert row["p"] == pytest.approx(2 * 0.5 ** 16)  # the exact sign flip over 16 clusters, not over 32 probes
-    assert row["p_holm"] < 0.05 and row["holds"] is True and "favours LAND" in row["sentence"]
+    assert row["p_holm"] < 0.05 and row["holds"] is True and f"favours {LAND_NET}" in row["sentence"]
+    assert "LAND 25.8 and KN-refined 3.9 neurons, each against a random control of its own size" in row["sentence"]
     assert len(table) == 3 * 5  # the declared family: 5 pairs x 3 conditions, and nothing else
-    baseline = table.loc[("Same", "LAND", "Baseline")]  # Baseline succeeds on even facts: 8 clusters differ
+    baseline = table.loc[("Same", LAND_NET, BASELINE_NET)]  # Baseline succeeds on even facts: 8 clusters differ
     assert baseline["p"] == pytest.approx(2 * 0.5 ** 8) and baseline["p_holm"] > 0.05 and baseline["holds"] is None
     assert row["floor"] == pytest.approx(2 * 0.5 ** 16) and row["holm_level"] == pytest.approx(0.05 / 15)
+    control = table.loc[("Same", "LAND", "Random (LAND)")]
+    assert (control["a_only"], control["b_only"], control["n"]) == (32, 0, 32)  # the probes, descriptive
+
+
+def test_a_difference_that_the_sets_size_explains_is_not_a_difference_between_methods():
+    """LAND's set is larger than KN-refined's, and touching more neurons moves more: LAND and its random control (of
+    LAND's size) both succeed on every fact, KN-refined and its control (of KN-refined's size) on none. The raw
+    contrast at the papers' sizes favours LAND by 100 points; the primary family compares each net of its own control,
+    and finds no difference between the methods."""
+    rows = []
+    for i in range(32):
+        fact, relation = f"R{i % 16}:{i}", f"R{i % 16}"
+        for method, yes in (("Before", 0), ("LAND", 1), ("Random (LAND)", 1), ("KN-refined", 0),
+                            ("Random (KN-refined)", 0), ("Baseline", 0), ("Random (Baseline)", 0)):
+            outcomes = [yes, yes]
+            rows.append({"fact_id": fact, "relation": relation, "method": method,
+                         "variant": "before" if method == "Before" else "paper",
+                         **{f"outcomes_{c}": outcomes for c in CONDITIONS},
+                         **{f"success_{c}": float(yes) for c in CONDITIONS}})
+    edits = pd.DataFrame(rows)
+    table = findings.edit_contrasts(edits, n_boot=200, seed=0).set_index(["condition", "A", "B"])
+    assert not any(a == "LAND" and b == "KN-refined" for _, a, b in table.index)  # the raw pair is not primary
+    for condition in CONDITIONS:
+        row = table.loc[(condition, LAND_NET, KN_NET)]
+        assert row["difference"].mean == 0 and row["holds"] is None and "not distinguishable" in row["sentence"]
+    raw = findings.success_comparisons(edits, n_boot=200, seed=0).set_index(["condition", "A", "B"])
+    assert raw.loc[("Same", "LAND", "KN-refined")].iloc[0].mean == pytest.approx(1.0)  # what the raw contrast says
+    # the same in chapter 5's family: LAND and its control double P(answer), KN-refined and its control do not move it
+    amplify = _amplification()
+    for method, factor in (("Random (LAND)", 2.0), ("KN-refined", 1.0), ("Random (KN-refined)", 1.0)):
+        chosen = amplify["method"] == method
+        amplify.loc[chosen, "p_after"] = amplify.loc[chosen, "p_before"] * factor
+    amplify["log_ratio"] = np.log(amplify["p_after"] / amplify["p_before"])
+    amplify["change_rate"] = amplify["p_after"] / amplify["p_before"] - 1
+    contrasts = findings.log_ratio_contrasts(amplify, n_boot=200, seed=0).set_index(["condition", "A", "B"])
+    assert contrasts.loc[("Same", LAND_NET, KN_NET), "holds"] is None
+    assert abs(contrasts.loc[("Same", LAND_NET, KN_NET), "difference"].mean) < 0.05
 
 
 def test_one_relation_that_succeeds_on_every_probe_is_not_a_finding():
@@ -74,8 +116,10 @@ def test_one_relation_that_succeeds_on_every_probe_is_not_a_finding():
     pooled = mcnemar_exact([1] * 18 + [0] * 72, [0] * 90)
     assert pooled.p_value == pytest.approx(7.6e-6, rel=0.02)  # what counting probes would say
     table = findings.edit_contrasts(edits, n_boot=500, seed=0).set_index(["condition", "A", "B"])
-    row = table.loc[("Related", "LAND", "KN-refined")]
-    assert (row["a_only"], row["b_only"], row["n"]) == (18, 0, 90)
+    row = table.loc[("Related", LAND_NET, KN_NET)]
+    control = table.loc[("Related", "LAND", "Random (LAND)")]
+    assert (control["a_only"], control["b_only"], control["n"]) == (18, 0, 90)
+    assert control["p"] == 1.0 and control["holds"] is None
     assert row["p"] == 1.0 and row["holds"] is None and "not distinguishable" in row["sentence"]
     assert row["difference"].covers(0.0)
 
@@ -110,7 +154,7 @@ def test_power_rows_use_the_holm_level_the_design_effect_and_give_the_detectable
     contrasts = findings.edit_contrasts(_edits(32, n_relations=16, land_leaks_every=4), n_boot=100, seed=0)
     rows = {r["claim"]: r for r in findings.power_rows(contrasts, "06")}
     assert len(rows) == 15  # every primary contrast
-    same = rows["Same: LAND vs Baseline"]
+    same = rows[f"Same: {LAND_NET} vs {BASELINE_NET}"]  # planned for the paper's raw difference
     assert same["paper effect (GPT-2)"] == pytest.approx(0.2581 - 0.1498) and same["test facts here"] == 32
     assert same["level (Holm's first step)"] == pytest.approx(0.05 / 15)
     from kn.base.stats import power_mean_n
@@ -120,7 +164,7 @@ def test_power_rows_use_the_holm_level_the_design_effect_and_give_the_detectable
     assert same["design effect"] >= 1 and np.isfinite(same["smallest detectable difference here"])
     assert np.isnan(rows["Same: Baseline vs Random (Baseline)"]["paper effect (GPT-2)"])
     few = {r["claim"]: r for r in findings.power_rows(findings.edit_contrasts(_edits(), n_boot=100, seed=0), "06")}
-    assert few["Same: LAND vs Baseline"]["smallest detectable difference here"] == float("inf")  # 4 clusters
+    assert few[f"Same: {LAND_NET} vs {BASELINE_NET}"]["smallest detectable difference here"] == float("inf")  # 4 clusters
 
 
 def _amplification(n_facts: int = 12, n_relations: int = 12) -> pd.DataFrame:
@@ -142,11 +186,11 @@ def _amplification(n_facts: int = 12, n_relations: int = 12) -> pd.DataFrame:
 def test_the_log_ratio_family_and_both_readings_of_table_9():
     results = _amplification()
     table = findings.log_ratio_contrasts(results, n_boot=1000, seed=0).set_index(["condition", "A", "B"])
-    doubled = table.loc[("Same", "LAND", "KN-refined")]
+    doubled = table.loc[("Same", LAND_NET, KN_NET)]
     assert doubled["difference"].mean == pytest.approx(np.log(2), abs=0.02) and doubled["holds"] is True
     assert doubled["p"] == pytest.approx(2 * 0.5 ** 12)  # exact: 12 clusters, every one the same way
     three = findings.log_ratio_contrasts(_amplification(12, 3), n_boot=1000, seed=0).set_index(["condition", "A", "B"])
-    assert three.loc[("Same", "LAND", "KN-refined"), "holds"] is None  # 3 clusters: the floor is 0.25
+    assert three.loc[("Same", LAND_NET, KN_NET), "holds"] is None  # 3 clusters: the floor is 0.25
     assert table.loc[("Same", "KN-refined", "Random (KN-refined)"), "holds"] is None
     readings = findings.table9_readings({"LAND": {c: Interval(1.0, 0.9, 1.1, 12) for c in CONDITIONS}})
     assert readings.loc[("LAND, GPT-2, read as ratios", "LAND"), "Same"] == pytest.approx(3.21)

@@ -42,7 +42,7 @@ def per_relation_change(results: pd.DataFrame, methods) -> pd.DataFrame:
 def amplification_summary(params, setup, results: pd.DataFrame, seconds: float) -> AmplificationSummary:
     n_boot, seed = params.bootstrap_samples, params.seed
     tables = {a: change_rate_table(results, a, n_boot=n_boot, seed=seed) for a in ("amplify", "suppress")}
-    contrasts = log_ratio_contrasts(results, n_boot=n_boot, seed=seed)
+    contrasts = log_ratio_contrasts(results, n_boot=n_boot, seed=seed, sizes=setup.set_sizes().to_dict())
     claims = [Claim(f"{r.condition}: {r.A} vs {r.B}", r.sentence, r.difference, r.holds, PRIMARY_FAMILY_5, r.p,
                     r.p_holm) for r in contrasts.itertuples()]
     land = METHODS["land"]

@@ -2,15 +2,17 @@
 bootstrap per pair, Holm within each chapter's family), exact rates, specificity and power.
 
 API
-    primary_pairs() -> [(A, B)]   the declared family of chapters 5 and 6 (per condition): LAND vs KN-refined, LAND vs
-        Baseline, each of Baseline, KN-refined and LAND vs its random control; Holm-corrected within each chapter
+    primary_pairs() -> [(A, B)]   the declared family of chapters 5 and 6 (per condition): LAND vs KN-refined and LAND
+        vs Baseline, each net of its own random control (difference-in-differences: size-fair), and each of Baseline,
+        KN-refined and LAND vs its random control; Holm-corrected within each chapter
+    net_name(method) -> "LAND, net of its random control";  NET  the suffix
     DIRECTION {condition: "higher" | "lower"}   what a working method does (on Unrelated, lower is better)
     Every primary contrast is decided on the FACT (its probes averaged) with relation clusters: the exact cluster
     sign-flip test (kn.base.stats.cluster_sign_flip_p) and the cluster interval must agree, from two clusters or more.
-    log_ratio_contrasts(results, *, n_boot, seed) -> DataFrame   chapter 5's family on log(P_after / P_before)
+    log_ratio_contrasts(results, *, n_boot, seed, sizes=None) -> DataFrame   chapter 5's family on log(P_after / P_before)
     table9_readings(amplify) -> DataFrame      the paper's Table 9 read as ratios and as percents, beside ours
     edit_rates(edits, variant="paper") -> {method: {condition: Rate}}   probe-level exact rates (descriptive)
-    edit_contrasts(edits, *, n_boot, seed) -> DataFrame        chapter 6's family on per-fact success, Holm
+    edit_contrasts(edits, *, n_boot, seed, sizes=None) -> DataFrame   chapter 6's family on per-fact success, Holm
     specificity_table(edits, *, n_boot, seed) -> DataFrame     Same minus Unrelated success, each net of Before
     power_rows(contrasts, chapter) -> [dict]   facts needed at Holm's level with the design effect; the run's MDE
     favour_words(holds, a, b) -> "favours a" | "favours b" | "not distinguishable here"
@@ -52,9 +54,42 @@ def _method_pairs() -> list[tuple[str, str]]:
              (land, METHODS["nearest_neighbour"])] + [(name, random_name(key)) for key, name in METHODS.items()])
 
 
+NET = ", net of its random control"  # the size-fair reading of a method in the primary family
+_KEY = {name: key for key, name in METHODS.items()}
+
+
+def net_name(method: str) -> str:
+    """"LAND" -> "LAND, net of its random control": the method's per-fact outcome minus that of its own random control
+    (the same number of neurons in every layer), so that a contrast between two methods is not decided by how many
+    neurons each set holds (difference-in-differences)."""
+    return f"{method}{NET}"
+
+
 def primary_pairs() -> list[tuple[str, str]]:
+    """Per condition: LAND against KN-refined and against Baseline, each net of its own random control (a method's
+    set size moves its effect, and the papers' sets differ in size: LAND ~1.2 N_s, KN-refined 2-5, Baseline N_s), and
+    each of Baseline, KN-refined and LAND against its random control. The raw contrasts at the papers' own sizes are
+    shown beside, exploratory."""
     land = METHODS["land"]
-    return [(land, METHODS["kn_refined"]), (land, METHODS["baseline"])] + [(METHODS[k], random_name(k)) for k in PRIMARY]
+    return ([(net_name(land), net_name(METHODS["kn_refined"])), (net_name(land), net_name(METHODS["baseline"]))]
+            + [(METHODS[k], random_name(k)) for k in PRIMARY])
+
+
+def _parts(name: str) -> tuple[str, str | None]:
+    """(method, its random control) for a net name, (name, None) otherwise."""
+    if name.endswith(NET):
+        method = name.removesuffix(NET)
+        return method, random_name(_KEY[method])
+    return name, None
+
+
+def _size_note(a: str, b: str, sizes: dict | None) -> str:
+    """" (LAND 25.8 and KN-refined 3.9 neurons, each against a random control of its own size)" for a net pair."""
+    (ma, ra), (mb, rb) = _parts(a), _parts(b)
+    if ra is None or rb is None:
+        return ""
+    shown = " and ".join(f"{m} {sizes[m]:.1f}" for m in (ma, mb) if sizes and m in sizes)
+    return f" ({shown + ' neurons, ' if shown else ''}each against a random control of its own size)"
 
 
 # The direction a method should move each condition's outcome: an edit or amplification that works raises the
@@ -98,11 +133,22 @@ def _contrast_row(condition: str, a: str, b: str, diff, clusters, *, n_boot: int
             else float("nan"), "design_effect": effect, "icc": icc}
 
 
-def log_ratio_contrasts(results: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
-    """Chapter 5's primary family on the amplification: per condition and pair, the paired difference of the facts'
-    mean log(P_after / P_before) (cluster interval: relations, merged where they share prompts, then facts) and the
-    exact cluster sign-flip p, Holm-corrected over the family. A log ratio is not carried by the few facts whose P
-    was tiny before, as a mean change rate is."""
+def _wide_value(wide: pd.DataFrame, name: str) -> np.ndarray | None:
+    """A primary name's per-fact values of a [fact x method] frame (a net name: the method minus its random control);
+    None where a method is missing."""
+    method, control = _parts(name)
+    if method not in wide or (control is not None and control not in wide):
+        return None
+    values = wide[method].to_numpy(float)
+    return values - wide[control].to_numpy(float) if control is not None else values
+
+
+def log_ratio_contrasts(results: pd.DataFrame, *, n_boot: int, seed: int, sizes: dict | None = None) -> pd.DataFrame:
+    """Chapter 5's primary family on the amplification: per condition and pair of :func:`primary_pairs`, the paired
+    difference of the facts' mean log(P_after / P_before) (a net name: minus its random control's; cluster interval:
+    relations, merged where they share prompts, then facts) and the exact cluster sign-flip p, Holm-corrected over
+    the family. A log ratio is not carried by the few facts whose P was tiny before, as a mean change rate is.
+    ``sizes`` {method: mean neurons}: named in the sentences of the net contrasts."""
     part = per_fact(results[(results["action"] == "amplify") & np.isfinite(results["log_ratio"])], "log_ratio")
     cluster_of = dict(zip(part["fact_id"], cluster_column(part)))
     rows = []
@@ -110,13 +156,13 @@ def log_ratio_contrasts(results: pd.DataFrame, *, n_boot: int, seed: int) -> pd.
         wide = part[part["condition"] == condition].pivot_table(index="fact_id", columns="method", values="log_ratio")
         clusters = np.array([cluster_of[f] for f in wide.index])
         for a, b in primary_pairs():
-            if a not in wide or b not in wide:
+            va, vb = _wide_value(wide, a), _wide_value(wide, b)
+            if va is None or vb is None:
                 continue
-            diff = wide[a].to_numpy(float) - wide[b].to_numpy(float)
-            rows.append(_contrast_row(condition, a, b, diff, clusters, n_boot=n_boot, seed=seed))
+            rows.append(_contrast_row(condition, a, b, va - vb, clusters, n_boot=n_boot, seed=seed))
     return _holm_family(rows, "{:+.2f}", lambda r, words: (
-        f"{r.condition}: {words} in log(P after / P before) (cluster sign-flip p = {r.p:.3g}, Holm {r.p_holm:.3g}, "
-        f"{r.n_facts} facts in {r.n_clusters} clusters)."))
+        f"{r.condition}: {words} in log(P after / P before){_size_note(r.A, r.B, sizes)} (cluster sign-flip p = "
+        f"{r.p:.3g}, Holm {r.p_holm:.3g}, {r.n_facts} facts in {r.n_clusters} clusters)."))
 
 
 def _holm_family(rows: list[dict], fmt: str, sentence) -> pd.DataFrame:
@@ -178,28 +224,47 @@ def edit_rates(edits: pd.DataFrame, variant: str = "paper") -> dict:
             for m, g in part.groupby("method", sort=False)}
 
 
-def edit_contrasts(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
-    """Chapter 6's primary family: per condition and pair, each fact's success share (its probes averaged) for A
-    minus B, the exact cluster sign-flip test on those per-fact differences (relations, merged where they share
-    prompts, are the clusters), their cluster interval, Holm over the family. McNemar's discordant probe counts are
-    kept beside, descriptive only (probes of a fact are not independent). On Unrelated, lower is better."""
+def _fact_success(edits: pd.DataFrame, name: str, condition: str) -> dict:
+    """{fact_id: success share of its probes} of a primary name (a net name: minus its random control's)."""
+    method, control = _parts(name)
+    mine = {f: float(np.mean(o)) for f, o in _outcomes(edits, method, condition).items()}
+    if control is None:
+        return mine
+    theirs = {f: float(np.mean(o)) for f, o in _outcomes(edits, control, condition).items()}
+    return {f: v - theirs[f] for f, v in mine.items() if f in theirs}
+
+
+def edit_contrasts(edits: pd.DataFrame, *, n_boot: int, seed: int, sizes: dict | None = None) -> pd.DataFrame:
+    """Chapter 6's primary family: per condition and pair of :func:`primary_pairs`, each fact's success share (its
+    probes averaged; a net name: minus its random control's) for A minus B, the exact cluster sign-flip test on those
+    per-fact differences (relations, merged where they share prompts, are the clusters), their cluster interval, Holm
+    over the family. McNemar's discordant probe counts are kept beside a method-vs-control pair, descriptive only
+    (probes of a fact are not independent). On Unrelated, lower is better. ``sizes`` {method: mean neurons}: named in
+    the sentences of the net contrasts."""
     cluster_of = dict(zip(edits["fact_id"], cluster_column(edits)))
     rows = []
     for condition in CONDITIONS:
         for a, b in primary_pairs():
-            out_a, out_b = _outcomes(edits, a, condition), _outcomes(edits, b, condition)
-            facts = [f for f in out_a if f in out_b]
+            value_a, value_b = _fact_success(edits, a, condition), _fact_success(edits, b, condition)
+            facts = [f for f in value_a if f in value_b]
             if not facts:
                 continue
-            probes = mcnemar_exact([x for f in facts for x in out_a[f]], [x for f in facts for x in out_b[f]])
-            diff = [np.mean(out_a[f]) - np.mean(out_b[f]) for f in facts]
+            diff = [value_a[f] - value_b[f] for f in facts]
+            net = _parts(a)[1] is not None
             row = _contrast_row(condition, a, b, diff, [cluster_of[f] for f in facts], n_boot=n_boot, seed=seed,
-                                bounds=(-1.0, 1.0))
+                                bounds=(-2.0, 2.0) if net else (-1.0, 1.0))
+            if net:  # probes of a difference-in-differences have no McNemar table
+                rows.append(row | {"a_only": None, "b_only": None, "n": None})
+                continue
+            out_a, out_b = _outcomes(edits, a, condition), _outcomes(edits, b, condition)
+            probes = mcnemar_exact([x for f in facts for x in out_a[f]], [x for f in facts for x in out_b[f]])
             rows.append(row | {"a_only": probes.a_only, "b_only": probes.b_only, "n": probes.n})
     return _holm_family(rows, "{:+.0%}", lambda r, words: (
-        f"{r.condition}: {words} in edit success per fact (cluster sign-flip p = {r.p:.3g}, Holm {r.p_holm:.3g}, "
-        f"{r.n_facts} facts in {r.n_clusters} clusters; probes, descriptive: {r.a_only} vs {r.b_only} discordant "
-        f"of {r.n})." + (" On Unrelated prompts more success means more leakage." if r.condition == "Unrelated" else "")))
+        f"{r.condition}: {words} in edit success per fact{_size_note(r.A, r.B, sizes)} (cluster sign-flip p = "
+        f"{r.p:.3g}, Holm {r.p_holm:.3g}, {r.n_facts} facts in {r.n_clusters} clusters"
+        + (f"; probes, descriptive: {r.a_only} vs {r.b_only} discordant of {r.n})." if r.n is not None
+           and not pd.isna(r.n) else ").")
+        + (" On Unrelated prompts more success means more leakage." if r.condition == "Unrelated" else "")))
 
 
 def specificity_table(edits: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
@@ -245,7 +310,8 @@ def contrasts_table(contrasts: pd.DataFrame, fmt: str = "{:+.0%}") -> pd.DataFra
         row = {"condition": r.condition, "A": r.A, "B": r.B, "better": r.direction,
                "difference A - B": r.difference.format(fmt), "facts (clusters)": f"{r.n_facts} ({r.n_clusters})"}
         if hasattr(r, "a_only"):
-            row |= {"probes A only / B only (descriptive)": f"{r.a_only} / {r.b_only} of {r.n}"}
+            row |= {"probes A only / B only (descriptive)": "–" if r.n is None or pd.isna(r.n) else
+                    f"{int(r.a_only)} / {int(r.b_only)} of {int(r.n)}"}
         rows.append(row | {"p": f"{r.p:.3g}", "Holm p": f"{r.p_holm:.3g}",
                            "smallest p possible": f"{r.floor:.2g} (Holm needs {r.holm_level:.2g})",
                            "verdict": favour_words(r.holds, r.A, r.B)})
@@ -262,6 +328,9 @@ def _paper_effect(chapter: str, a: str, b: str, condition: str) -> float:
     change rate is CR on every fact); nan where the paper has no such pair."""
     reference = paper.LAND_TABLE10 if chapter == "06" else paper.LAND_TABLE9
     gpt2 = reference[reference["model"] == "GPT-2"].set_index("method")
+    # a net pair plans for the papers' raw difference: they report no random control of LAND's or KN-refined's size,
+    # and a claim that one method's neurons beat the other's is that difference once the size is accounted for
+    a, b = _parts(a)[0], _parts(b)[0]
     if a not in gpt2.index or b not in gpt2.index:
         return float("nan")
     va, vb = float(gpt2.loc[a, condition]), float(gpt2.loc[b, condition])

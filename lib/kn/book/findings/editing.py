@@ -82,7 +82,7 @@ def editing_summary(params, setup, edits: pd.DataFrame, erasing: pd.DataFrame, s
     n_boot, seed = params.bootstrap_samples, params.seed
     success = rate_table(edits, "success", n_boot=n_boot, seed=seed)
     update = update_table(edits, n_boot=n_boot, seed=seed)
-    contrasts = edit_contrasts(edits, n_boot=n_boot, seed=seed)
+    contrasts = edit_contrasts(edits, n_boot=n_boot, seed=seed, sizes=setup.set_sizes().to_dict())
     land = METHODS["land"]
     claims = [Claim(f"{r.condition}: {r.A} vs {r.B}", r.sentence, r.difference, r.holds, PRIMARY_FAMILY_6, r.p,
                     r.p_holm, r.direction) for r in contrasts.itertuples()]
