@@ -112,10 +112,11 @@ def test_table4_on_test_facts_equals_table7_before_columns(smoke_run):
 def test_land_chooses_p_on_validation_facts_and_faces_the_baselines(smoke_run):
     _, run, _, _ = smoke_run
     land = LandSummary.read(run)
-    # the main read-out is the paper's operating point, P solved on validation facts (not on the grid)
-    assert land.operating_rule == "paper_ratio" and land.threshold > 0
-    assert "validation" in land.threshold_reason
-    assert land.seed_points and land.seed_holds and land.consistency  # over land_seeds, with Chen et al.'s classes
+    # the main read-out is the paper's operating point read per prompt (no P), and it holds where it is reported: the
+    # realised N_L / N_s on the smoke slice's held-out test facts is within 10% of the target
+    assert land.operating_rule == "paper_ratio" and land.threshold is None and "nothing chosen" in land.threshold_reason
+    assert land.table7["N_L"].mean / land.table7["N_s"].mean == pytest.approx(1.24, rel=0.10)
+    assert land.seed_points and land.seed_holds and land.consistency  # over land_seeds; the consistency split's contrasts
     assert land.n_parameters == 30 * 2 * 1536 * 64
     assert {"coarse", "land", "relation_prior", "nearest_neighbour", "constant", "oracle"} <= set(land.detectors)
     assert land.detectors["constant"]["fact_specific"].mean == 0.0  # one set for every fact

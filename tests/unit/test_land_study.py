@@ -63,7 +63,13 @@ def test_land_study_never_reads_test_facts_to_choose_p():
     again = land_operating.run_land_study(prompts, scrambled, LandConfig.from_params(params), L, H)
     assert again.hp.threshold == study.hp.threshold
     pd.testing.assert_frame_equal(again.validation_sweep, study.validation_sweep)
-    assert "validation facts" in study.threshold_reason
+    assert study.ratio == 1.17 and "nothing chosen" in study.threshold_reason  # the paper's size, per prompt
+    chosen = land_operating.run_land_study(prompts, coarse, LandConfig.from_params(
+        dataclasses.replace(params, land_operating_point="fact_specific")), L, H)
+    assert "validation facts" in chosen.threshold_reason
+    again = land_operating.run_land_study(prompts, scrambled, LandConfig.from_params(
+        dataclasses.replace(params, land_operating_point="fact_specific")), L, H)
+    assert again.hp.threshold == chosen.hp.threshold
     assert set(study.sets) == set(land_operating.DETECTORS)
     assert study.overlap["constant"]["fact_specific"].eq(0).all()
     fixed = land_operating.run_land_study(prompts, coarse, LandConfig.from_params(dataclasses.replace(params, land_threshold=2.0)), L, H)

@@ -78,3 +78,12 @@ def test_the_papers_own_models_files_are_the_same_study(name, t):
                 "land_rank", "ig_steps", "ig_rule", "ig_dtype"):
         assert getattr(params, key) == getattr(paper, key), key
     assert params.coarse_threshold == t
+    assert params.land_operating_ratio == {0.3: 1.17, 0.2: 1.24}[t]  # the paper's N_L / N_s of that model
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m.yaml", "smollm2-135m-paper.yaml", "gemma3-270m.yaml",
+                                  "gemma3-270m-paper.yaml", "smoke.yaml", "example.yaml"])
+def test_llama_like_runs_read_land_at_llamas_ratio(name):
+    """SmolLM2 is of the Llama family and Gemma 3 follows Llama's coarse threshold: both read LAND at Llama-3.2-1B's
+    N_L / N_s (20.43 / 16.50 = 1.24), not GPT-2's 1.17 (the parameter's default)."""
+    assert load_params(ROOT / "params" / name).land_operating_ratio == 1.24

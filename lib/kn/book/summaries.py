@@ -185,7 +185,7 @@ class LandSummary(_Summary):
     rank: int
     n_parameters: int
     train_pairs: int
-    threshold: float
+    threshold: float | None  # P of the main sets; None for the ratio read-out (each prompt's top ratio x |coarse set|)
     threshold_reason: str
     validation_sweep: list[dict]
     final_loss: float

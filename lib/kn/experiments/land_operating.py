@@ -12,7 +12,8 @@ API
                                    nearest_neighbour, constant, oracle)
     OPERATING_RULES                rule -> how the read-out is chosen on the validation facts: paper_ratio (a),
                                    max_within (b), fact_specific (c, the former rule), topk (d)
-    THRESHOLD_RULES                the rules that give a threshold P (all but topk)
+    THRESHOLD_RULES                the rules that choose a threshold P on validation facts (max_within, fact_specific)
+    MAIN_RULES                     the rules land_operating_point may name (paper_ratio and THRESHOLD_RULES)
     PAPER_SIZE_RATIOS              {"GPT-2": 27.93 / 23.79, "Llama-3.2-1B": 20.43 / 16.50}: LAND's N_L / N_s
     StudySettings.from_params(params)   the slice of StudyParams read here (keys added for issue 21 default when absent)
     threshold_sweep(detector, prompts, coarse, grid, *, seed) -> DataFrame [P] x overlap means on those prompts
@@ -20,12 +21,13 @@ API
                                    sets hold min_size neurons on average (ties: smaller P)
     choose_max_within(sweep) -> (P, reason)            rule (b): the largest mean within-fact overlap (ties: smaller P)
     operating_points(detector, validation, coarse, grid, *, seed, ratio, min_size) -> (DataFrame [rule], sweep)
-                                   per rule: P, k, n_s, target_size, the validation overlap means, empty, reason
-    read_out(detector, *, threshold=None, k=None) -> callable {prompt_id: coarse set} -> {prompt_id: LAND set}
+                                   per rule: P, k, ratio, n_s, target_size, the validation overlap means, empty, reason
+    read_out(detector, *, threshold=None, k=None, ratio=None) -> callable {prompt_id: coarse set} -> {prompt_id: set}
     point_read_out(detector, point) -> the read_out of one row of operating_points
     LandConfig(settings, hp); LandConfig.from_params(params)   chapter 4's slice of StudyParams (at the edge)
     run_land_study(prompts, coarse, config, n_layers, n_neurons, *, device) -> LandStudy   (the main read-out:
-                                   land_operating_point)
+                                   land_operating_point, on the detector it was fixed on; baselines at LAND's size)
+    top_of_target(target, n) -> frozenset          a target's n largest counts (a baseline at LAND's size)
     LandStudy, SeedStudy
 
 Seeds: a seed s fixes the validation split, the counter-example draw and the detector's initialisation and shuffle
@@ -65,14 +67,15 @@ DETECTORS = {
 }
 
 OPERATING_RULES = {
-    "paper_ratio": "the P at which the validation sets hold land_operating_ratio x the validation prompts' N_s "
-                   "(the paper's N_L / N_s)",
+    "paper_ratio": "each prompt's round(land_operating_ratio x |its coarse set|) highest scores: the paper's N_L / N_s "
+                   "on any prompts, whatever the detector's scale (nothing chosen on facts)",
     "max_within": "the P of the grid with the largest within-fact overlap on the validation facts (the paper's metric)",
     "fact_specific": "the P of the grid with the largest fact-specific overlap on the validation facts among those "
                      "whose sets hold land_min_set_size neurons (the former rule)",
     "topk": "each prompt's k highest scores, k = round(the validation prompts' N_s)",
 }
-THRESHOLD_RULES = ("paper_ratio", "max_within", "fact_specific")
+THRESHOLD_RULES = ("max_within", "fact_specific")  # the rules that choose a threshold P on validation facts
+MAIN_RULES = ("paper_ratio", *THRESHOLD_RULES)  # the rules land_operating_point may name for the main sets
 
 _T4, _T7 = paper.LAND_TABLE4, paper.LAND_TABLE7
 PAPER_SIZE_RATIOS = {model: float(_T7.loc[f"LAND, {model}", "N_L"] / _T4.loc[f"LAND, {model}", "N_s"])
@@ -101,7 +104,7 @@ class StudySettings:
     threshold_grid: tuple = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
     min_set_size: float = 2.0
     threshold: float | None = None  # fixes P of the main read-out
-    operating_point: str = "paper_ratio"  # the main read-out (a threshold rule: chapters 5 and 6 use its sets)
+    operating_point: str = "paper_ratio"  # the main read-out (chapters 5 and 6 use its sets)
     operating_ratio: float = 1.17  # the paper's GPT-2 N_L / N_s (Llama-3.2-1B: 1.24)
     seeds: tuple = (0, 1, 2, 3, 4)
     curve_seeds: int = 3  # seeds per size of the learning curve: the first of seeds, then max(seeds) + 1, ...
@@ -112,9 +115,8 @@ class StudySettings:
     bootstrap_samples: int = 1000
 
     def __post_init__(self):
-        if self.operating_point not in THRESHOLD_RULES:
-            raise ValueError(f"land_operating_point={self.operating_point!r}: must be one of "
-                             f"{', '.join(THRESHOLD_RULES)} (the main sets need a threshold P)")
+        if self.operating_point not in MAIN_RULES:
+            raise ValueError(f"land_operating_point={self.operating_point!r}: must be one of {', '.join(MAIN_RULES)}")
         if not self.operating_ratio > 0:
             raise ValueError(f"land_operating_ratio={self.operating_ratio!r}: must be positive")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
@@ -157,21 +159,6 @@ class StudySettings:
                    bootstrap_samples=int(getattr(p, "bootstrap_samples", d.bootstrap_samples)))
 
 
-# --------------------------------------------------------------------------- splits and targets
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # --------------------------------------------------------------------------- read-outs chosen on validation facts
 
 
@@ -179,13 +166,17 @@ def _means(frame: pd.DataFrame) -> dict:
     return {column: float(frame[column].mean()) for column in OVERLAP_COLUMNS}
 
 
-def read_out(detector: land.LandDetector, *, threshold: float | None = None, k: int | None = None) -> Callable:
-    """A function {prompt_id: coarse set} -> {prompt_id: LAND set}: scores > threshold, or the top k
-    (kn.methods.land.topk_sets); exactly one of the two must be given."""
-    if (threshold is None) == (k is None):
-        raise ValueError("read_out: give exactly one of threshold and k")
+def read_out(detector: land.LandDetector, *, threshold: float | None = None, k: int | None = None,
+             ratio: float | None = None) -> Callable:
+    """A function {prompt_id: coarse set} -> {prompt_id: LAND set}: scores > threshold, the top k
+    (kn.methods.land.topk_sets), or each prompt's top round(ratio x |coarse set|) (kn.methods.land.ratio_sets);
+    exactly one of the three must be given."""
+    if sum(v is not None for v in (threshold, k, ratio)) != 1:
+        raise ValueError("read_out: give exactly one of threshold, k and ratio")
     if k is not None:
         return lambda sets: land.topk_sets(detector, sets, int(k))
+    if ratio is not None:
+        return lambda sets: land.ratio_sets(detector, sets, float(ratio))
 
     def by_threshold(sets: Mapping) -> dict:
         keys = list(sets)
@@ -195,8 +186,10 @@ def read_out(detector: land.LandDetector, *, threshold: float | None = None, k: 
 
 
 def point_read_out(detector: land.LandDetector, point) -> Callable | None:
-    """The read_out of one row of :func:`operating_points` (k where it is set, else P); None when the rule found
-    no P (its P is nan)."""
+    """The read_out of one row of :func:`operating_points` (the ratio where it is set, else k, else P); None when
+    the rule found no P (its P is nan)."""
+    if not pd.isna(point.get("ratio", float("nan"))):
+        return read_out(detector, ratio=float(point["ratio"]))
     if not pd.isna(point["k"]):
         return read_out(detector, k=int(point["k"]))
     if pd.isna(point["P"]):
@@ -255,13 +248,14 @@ def operating_points(detector: land.LandDetector, validation: pd.DataFrame, coar
                      ratio: float, min_size: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The four read-outs of :data:`OPERATING_RULES`, each chosen on ``validation`` (the validation facts' prompts,
     which ``detector`` was not trained on; nothing else is read):
-        paper_ratio: P solved (kn.methods.land.size_threshold, not a grid) so that the sets hold ratio x N_s on average,
-            N_s the validation prompts' mean coarse-set size;
+        paper_ratio: each prompt's round(ratio x |coarse set|) highest scores (kn.methods.land.ratio_sets): nothing is
+            chosen, so it holds on any detector and any prompts (the validation row shows what it gives there);
         max_within: :func:`choose_max_within` on the sweep over ``grid``;
         fact_specific: :func:`choose_threshold` with ``min_size`` on that sweep;
         topk: k = max(1, round(N_s)).
-    Returns (DataFrame indexed by rule in OPERATING_RULES order with columns P (nan for topk), k (nan for the
-    threshold rules), n_s, target_size, the validation overlap means OVERLAP_COLUMNS, empty and reason; the sweep).
+    Returns (DataFrame indexed by rule in OPERATING_RULES order with columns P (nan but for the threshold rules), k
+    (nan but for topk), ratio (nan but for paper_ratio), n_s, target_size, the validation overlap means
+    OVERLAP_COLUMNS, empty and reason; the sweep).
     A rule whose criterion is undefined at every P of the grid gets P = nan and says why."""
     if "split" in validation.columns and (validation["split"] == "test").any():
         raise ValueError("operating_points: the prompts include test prompts; read-outs are chosen on validation "
@@ -273,9 +267,9 @@ def operating_points(detector: land.LandDetector, validation: pd.DataFrame, coar
     n_s = float(np.mean([len(s) for s in inputs.values()]))
     sweep = threshold_sweep(detector, validation, coarse, grid, seed=seed)
     target = float(ratio) * n_s
-    chosen = {"paper_ratio": (land.size_threshold(detector, list(inputs.values()), target), None,
-                              f"P at which the validation facts' sets hold {ratio:g} x N_s = {target:.2f} neurons on "
-                              f"average (N_s = {n_s:.2f})")}
+    chosen = {"paper_ratio": (float("nan"), None,
+                              f"each prompt's round({ratio:g} x |its coarse set|) highest scores: N_L = {ratio:g} x "
+                              f"N_s on any prompts (N_s = {n_s:.2f} here, so {target:.2f} neurons); nothing chosen")}
     for rule, choose in (("max_within", choose_max_within),
                          ("fact_specific", lambda s: choose_threshold(s, min_size))):
         try:
@@ -288,7 +282,8 @@ def operating_points(detector: land.LandDetector, validation: pd.DataFrame, coar
                                        "validation facts")
     rows = {}
     for rule, (threshold, top, reason) in chosen.items():
-        row = {"P": threshold, "k": float("nan") if top is None else float(top), "n_s": n_s,
+        row = {"P": threshold, "k": float("nan") if top is None else float(top),
+               "ratio": float(ratio) if rule == "paper_ratio" else float("nan"), "n_s": n_s,
                "target_size": target if rule == "paper_ratio" else float("nan")}
         read = point_read_out(detector, row)
         if read is None:
@@ -301,12 +296,6 @@ def operating_points(detector: land.LandDetector, validation: pd.DataFrame, coar
 
 
 # --------------------------------------------------------------------------- near-constant test
-
-
-
-
-
-
 
 
 def _nanmean(values) -> float:
@@ -351,6 +340,22 @@ class LandStudy:
     # read-out is chosen on them): whether it learned more than the trivial answers on facts it did not see
     history: pd.DataFrame | None = None
     fact_cluster: dict = field(default_factory=dict)  # {fact_id: cluster}: the unit every interval over facts resamples
+    ratio: float | None = None  # the main read-out is each prompt's top round(ratio x |coarse set|); None: P
+    detector_facts: str = "every train fact"  # what the reported detector was trained on
+
+    def read(self, detector: land.LandDetector | None = None) -> Callable:
+        """The main read-out (kn.experiments.land_operating.read_out) of ``detector`` (default: the reported one): the
+        ratio read-out, or P."""
+        detector = self.detector if detector is None else detector
+        return (read_out(detector, ratio=self.ratio) if self.ratio is not None else
+                read_out(detector, threshold=float(self.hp.threshold)))
+
+    @property
+    def read_out_label(self) -> str:
+        """"P = 1.5" or "each prompt's top round(1.17 x |coarse set|)": the main read-out in words."""
+        if self.ratio is not None:
+            return f"each prompt's top round({self.ratio:g} x |coarse set|)"
+        return f"P = {self.hp.threshold:g}"
 
     @property
     def constant(self) -> frozenset:
@@ -367,7 +372,7 @@ def _fit(labelled: pd.DataFrame, coarse: dict, hp: land.LandHyperParams, n_layer
 def _fit_with_history(labelled: pd.DataFrame, coarse: dict, hp: land.LandHyperParams, n_layers: int, n_neurons: int,
                       device):
     """_fit on the fit facts, with the validation facts' loss (their own targets, drawn among them) after each epoch:
-    (model, history [epoch] train / validation)."""
+    (model, history [epoch] train / validation, losses, pairs, targets)."""
     pairs, targets, _ = training_data(labelled, coarse, hp)
     held_pairs, held_targets, _ = training_data(labelled, coarse, hp, split="validation")
     validation = []
@@ -376,63 +381,87 @@ def _fit_with_history(labelled: pd.DataFrame, coarse: dict, hp: land.LandHyperPa
     steps = np.asarray(losses, float).reshape(hp.epochs, -1) if hp.epochs else np.zeros((0, 1))
     history = pd.DataFrame({"train": steps.mean(axis=1), "validation": validation},
                            index=pd.RangeIndex(1, hp.epochs + 1, name="epoch"))
-    return model, history
+    return model, history, losses, pairs, targets
+
+
+def top_of_target(target, n: int) -> frozenset:
+    """A target's n neurons with the largest counts (count > 0; ties to the smaller id): a baseline answered at the
+    size of LAND's set for the same prompt, rather than thresholded at P on its own scale."""
+    ids, counts = np.asarray(target[0], dtype=np.int64), np.asarray(target[1], dtype=np.float64)
+    keep = counts > 0
+    ids, counts = ids[keep], counts[keep]
+    return frozenset(ids[np.lexsort((ids, -counts))][:max(0, int(n))].tolist())
 
 
 def run_land_study(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_layers: int, n_neurons: int, *,
                    device="cpu", progress=None) -> LandStudy:
-    """Chapter 4: choose the read-out on validation facts, train on all train facts, and build every detector's sets.
+    """Chapter 4: LAND's main sets, every read-out fixed on the detector whose sets are reported, and every detector's
+    sets at the size of LAND's set for the same prompt.
 
-    1. A seeded share (land_validation_fraction) of each relation's train facts is held out; LAND is trained on the
-       rest and the four read-outs of :func:`operating_points` are chosen on the held-out facts. The main sets use
-       land_operating_point's P, unless land_threshold (config.settings.threshold) fixes it.
-    2. LAND is trained again on every train fact and applied to every prompt.
-    3. On the test prompts: the prompt's coarse set, the relation prior and the nearest neighbour (sized and
-       thresholded like LAND), the constant set (K = the mean LAND set size on the train prompts), and the oracle
-       (each test prompt's own target under the same counter-example rule, drawn among test facts).
+    1. A seeded share (land_validation_fraction) of each relation's train facts is held out; LAND is fitted on the
+       rest and the four read-outs of :func:`operating_points` are chosen on the held-out facts.
+    2. The main sets (land_operating_point): the paper's ratio read-out (each prompt's top round(land_operating_ratio x
+       |coarse set|): it chooses nothing, so LAND is trained again on every train fact and read that way); a threshold
+       rule (its P was chosen on the fitted detector, so that detector's sets are reported: its scale is the one P was
+       chosen on); or land_threshold's fixed P on the detector trained on every train fact.
+    3. On the test prompts: the prompt's coarse set, the relation prior, the nearest neighbour and the oracle (each
+       prompt's own target under the same counter-example rule, drawn among test facts) at the size of LAND's set for
+       that prompt, and the constant set (K = the mean LAND set size on the same test prompts).
     progress: None or a callable(desc) -> context manager with update(), e.g. kn.base.progress.progress."""
     st, hp = config.settings, config.hp
     labelled = validation_split(prompts, st.validation_fraction, st.seed)
-    fit_detector, history = _fit_with_history(labelled, coarse, hp, n_layers, n_neurons, device)
+    fit_detector, history, fit_losses, fit_pairs, fit_targets = _fit_with_history(labelled, coarse, hp, n_layers,
+                                                                                   n_neurons, device)
     validation = labelled[labelled["split"] == "validation"]
     points, sweep = operating_points(fit_detector, validation, coarse, st.threshold_grid, seed=st.seed,
                                      ratio=st.operating_ratio, min_size=st.min_set_size)
-    if st.threshold is None:
+    ratio = None
+    if st.threshold is not None:
+        rule, threshold, reason = "fixed", float(st.threshold), "fixed by the parameter land_threshold"
+    elif st.operating_point == "paper_ratio":
+        rule, threshold, reason, ratio = "paper_ratio", None, str(points.loc["paper_ratio", "reason"]), st.operating_ratio
+    else:
         rule = st.operating_point
         threshold, reason = float(points.loc[rule, "P"]), str(points.loc[rule, "reason"])
         if math.isnan(threshold):
             raise ValueError(f"land_operating_point={rule!r} found no P: {reason}")
-    else:
-        rule, threshold, reason = "fixed", float(st.threshold), "fixed by the parameter land_threshold"
     hp = dataclasses.replace(hp, threshold=threshold)
 
-    detector, losses, pairs, training_targets = _fit(prompts, coarse, hp, n_layers, n_neurons, device)
-    train = prompts[prompts["split"] == "train"]
+    if rule in THRESHOLD_RULES:  # the detector P was chosen on is the one reported: trained without validation facts
+        detector, losses, pairs, training_targets = fit_detector, fit_losses, fit_pairs, fit_targets
+        train = labelled[labelled["split"] == "train"]
+        detector_facts = "the train facts less the validation facts P was chosen on"
+    else:
+        detector, losses, pairs, training_targets = _fit(prompts, coarse, hp, n_layers, n_neurons, device)
+        train = prompts[prompts["split"] == "train"]
+        detector_facts = "every train fact"
     prompt_targets = _by_prompt(train, training_targets, hp)
     targets = counterexamples.fact_mean_targets(prompt_targets, dict(zip(train["prompt_id"], train["fact_id"])))
     removed = removed_share(train, coarse, prompt_targets)
 
+    read = (read_out(detector, ratio=ratio) if ratio is not None else read_out(detector, threshold=threshold))
     ids = prompts["prompt_id"].tolist()
-    land_all = dict(zip(ids, land.land_sets(detector, [coarse[p] for p in ids], threshold)))
+    land_all = read({p: coarse[p] for p in ids})
     test = prompts[prompts["split"] == "test"]
     test_ids = test["prompt_id"].tolist()
+    size = {p: len(land_all[p]) for p in test_ids}
     sets = {"coarse": {p: coarse[p] for p in test_ids}, "land": land_all}
     fact_relation = dict(zip(prompts["fact_id"], prompts["relation"]))
-    sets["relation_prior"] = detectors.relation_prior_sets(targets, fact_relation, test[["prompt_id", "relation"]],
-                                                           {p: len(land_all[p]) for p in test_ids})
-    # the nearest neighbour answers with its match's own training target (its fact's, or its prompt's)
+    sets["relation_prior"] = detectors.relation_prior_sets(targets, fact_relation, test[["prompt_id", "relation"]], size)
+    # the nearest neighbour answers with its match's own training target (its fact's, or its prompt's), LAND's size
     train_key = {p: (f if hp.counterexample_rule == "whole_union" else p)
                  for p, f in zip(train["prompt_id"], train["fact_id"])}
-    sets["nearest_neighbour"], _ = detectors.nearest_neighbour_sets(
-        {p: coarse[p] for p in train["prompt_id"]}, train_key, training_targets, {p: coarse[p] for p in test_ids},
-        threshold)
-    k = max(1, int(round(np.mean([len(land_all[p]) for p in train["prompt_id"]]))))
+    _, matched = detectors.nearest_neighbour_sets(
+        {p: coarse[p] for p in train["prompt_id"]}, train_key, training_targets, {p: coarse[p] for p in test_ids}, 0.0)
+    sets["nearest_neighbour"] = {p: top_of_target(training_targets[train_key[matched[p]]], size[p]) for p in test_ids}
+    k = max(1, int(round(np.mean(list(size.values()))))) if size else 1  # LAND's size on the prompts compared
     constant = counterexamples.top_k_constant_set(targets, k)
     sets["constant"] = {p: constant for p in test_ids}
-    oracle = detectors.target_sets(prompt_targets_for(test, coarse, hp), threshold)
-    sets["oracle"] = {p: oracle[p] for p in test_ids}
+    oracle = prompt_targets_for(test, coarse, hp)
+    sets["oracle"] = {p: top_of_target(oracle[p], size[p]) for p in test_ids}
     overlap = {m: detectors.overlap_by_fact(test, s, seed=st.seed) for m, s in sets.items()}
     return LandStudy(hp, reason, sweep, detector, losses, len(pairs), targets, removed, sets, overlap, k,
                      operating_points=points, operating_rule=rule, training_targets=training_targets,
                      prompt_targets=prompt_targets, history=history,
-                     fact_cluster=dict(zip(prompts["fact_id"], cluster_column(prompts))))
+                     fact_cluster=dict(zip(prompts["fact_id"], cluster_column(prompts))), ratio=ratio,
+                     detector_facts=detector_facts)

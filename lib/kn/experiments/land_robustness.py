@@ -2,9 +2,6 @@
 every seed of the detector pipeline, the counter-example ablation, the learning curve, held-out wordings.
 
 API
-    generic_neurons(sets) -> frozenset             neurons in more than half of the given coarse sets
-    near_constant_test(read, prompts, coarse, *, train, constant, seed) -> DataFrame [test fact]: generic_jaccard,
-                                   constant_jaccard, across_other_relation, size
     seed_study(prompts, coarse, config, n_layers, n_neurons, *, device, seeds) -> SeedStudy   everything seeded in
                                    the detector pipeline, per seed, with verdicts that must hold at every seed
     seed_summary(frame, by, columns) -> DataFrame  mean, sd, min, max and n_seeds over the seeds
@@ -34,6 +31,7 @@ from kn.base.errors import ParameterError
 from kn.base.neurons import jaccard
 from kn.base.clustered import cluster_column
 from kn.base.stats import bootstrap_mean, cluster_bootstrap_mean, cluster_paired_difference, paired_difference
+from kn.experiments.near_constant import near_constant_test
 from kn.experiments.land_operating import (
     OPERATING_RULES,
     OPPOSITES,
@@ -48,7 +46,7 @@ from kn.experiments.land_operating import (
     operating_points,
     point_read_out,
 )
-from kn.methods import consistency, counterexamples, detectors, land, wordings
+from kn.methods import counterexamples, detectors, land, wordings
 from kn.methods.counterexamples import (
     _by_prompt,
     _key_fact,
@@ -74,9 +72,6 @@ class SeedStudy:
     verdicts: pd.DataFrame  # seed, rule: the intervals behind VERDICTS and one boolean column per verdict
     holds: pd.DataFrame  # [rule, verdict]: n_seeds, n_measured, n_true, holds_at_every_seed, holds_at_no_seed,
     # n_opposite, opposite_at_every_seed (its opposite, OPPOSITES: only then does the verdict "not hold")
-    consistency: pd.DataFrame  # seed, rule, consistency class: kn.methods.consistency.class_gain's columns (no Interval)
-    classes: pd.DataFrame  # [fact] score, consistency (kn.methods.consistency.consistency_classes)
-    consistency_threshold: float
     removed: pd.DataFrame  # seed, removed_share, constant_k per rule
 
     def summary(self, columns: Sequence[str] = OVERLAP_COLUMNS) -> pd.DataFrame:
@@ -120,73 +115,80 @@ def _verdicts(land_frame: pd.DataFrame, coarse_frame: pd.DataFrame, constant_fra
             "land_loses_to_constant": bool(over_constant.decidable and over_constant.hi < 0)}
 
 
-def _evaluate_seed(detector, points: pd.DataFrame, prompts: pd.DataFrame, coarse: dict, fact_targets: dict,
-                   st: StudySettings):
-    """Per rule: test-fact overlap of LAND, the coarse sets and the constant set of LAND's size on the train prompts,
-    and the near-constant test. Returns (overlap rows, near-constant frames, constant sizes) keyed by rule."""
+def _evaluate_seed(detectors_by_rule: Mapping, points: pd.DataFrame, prompts: pd.DataFrame, coarse: dict,
+                   fact_targets: Mapping, st: StudySettings):
+    """Per rule: test-fact overlap of LAND (read from detectors_by_rule[rule], the detector the rule was fixed on),
+    the coarse sets and the constant set of LAND's mean size on the same test prompts (from fact_targets[rule], that
+    detector's train targets), and the near-constant test where it is defined (not for a fixed k: an input holding no
+    neuron still gets k of them, ranked among equal scores). Returns (overlap frames, near-constant frames, constant
+    sizes, realised N_L / N_s on the test prompts) keyed by rule."""
     test = prompts[prompts["split"] == "test"]
     train = prompts[prompts["split"] == "train"]
     test_inputs = {p: coarse[p] for p in test["prompt_id"]}
-    train_inputs = {p: coarse[p] for p in train["prompt_id"]}
     coarse_overlap = detectors.overlap_by_fact(test, test_inputs, seed=st.seed)
-    overlap, near, sizes = {}, {}, {}
+    n_s = float(np.mean([len(s) for s in test_inputs.values()])) if test_inputs else float("nan")
+    overlap, near, sizes, realised = {}, {}, {}, {}
     for rule, point in points.iterrows():
-        read = point_read_out(detector, point)
+        read = point_read_out(detectors_by_rule[rule], point)
         if read is None:
             continue
         land_test = read(test_inputs)
-        k = max(1, int(round(np.mean([len(s) for s in read(train_inputs).values()]))))
-        constant = counterexamples.top_k_constant_set(fact_targets, k)
-        sizes[rule] = k
+        n_l = float(np.mean([len(s) for s in land_test.values()])) if land_test else float("nan")
+        k = max(1, int(round(n_l))) if land_test else 1
+        constant = counterexamples.top_k_constant_set(fact_targets[rule], k)
+        sizes[rule], realised[rule] = k, n_l / n_s if n_s else float("nan")
         overlap[rule] = {"land": detectors.overlap_by_fact(test, land_test, seed=st.seed), "coarse": coarse_overlap,
                          "constant": detectors.overlap_by_fact(test, {p: constant for p in test_inputs}, seed=st.seed)}
-        near[rule] = near_constant_test(read, test, coarse, train=train, constant=constant, seed=st.seed)
-    return overlap, near, sizes
+        if pd.isna(point["k"]):
+            near[rule] = near_constant_test(read, test, coarse, train=train, constant=constant, seed=st.seed)
+    return overlap, near, sizes, realised
 
 
 def seed_study(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_layers: int, n_neurons: int, *,
                device="cpu", seeds: Sequence[int] | None = None) -> SeedStudy:
     """At each seed s of ``seeds`` (default land_seeds): the validation split, counter-example draw and detector
-    initialisation of seed s; LAND fitted without the validation facts, the four read-outs chosen on them
-    (:func:`operating_points`), LAND trained on every train fact, and on the test facts, per read-out: LAND, the
-    coarse sets and the constant set of LAND's size; the near-constant test; LAND's gain over the coarse sets on
-    Chen et al.'s consistent and inconsistent facts (classes from the coarse sets, the threshold fitted on the train
-    facts). A verdict of :data:`VERDICTS` may be stated only where ``holds`` says it holds at every seed."""
+    initialisation of seed s; LAND fitted without the validation facts and the four read-outs chosen on them
+    (:func:`operating_points`); each read-out reported on the detector it was fixed on (the ratio read-out, which
+    chooses nothing, on LAND trained on every train fact; the others on the fitted detector); on the test facts, per
+    read-out: LAND, the coarse sets and the constant set of LAND's mean size there, the realised N_L / N_s; the
+    near-constant test where it is defined (Chen et al.'s consistency classes: kn.experiments.consistency_split, on
+    the main study). A verdict of :data:`VERDICTS` may be stated only where ``holds`` says it holds at every seed."""
     st, hp0 = config.settings, config.hp
     seeds = list(st.seeds if seeds is None else seeds)
-    train_facts = prompts.loc[prompts["split"] == "train", "fact_id"].unique()
     cluster_of = dict(zip(prompts["fact_id"], cluster_column(prompts)))
-    classes, cut = consistency.consistency_classes(prompts, coarse, reference_facts=train_facts,
-                                                   score=st.consistency_score,
-                                                   threshold="otsu" if st.consistency_threshold is None
-                                                   else st.consistency_threshold)
-    points_rows, overlap_rows, near_rows, per_seed, verdicts, gains, removed = [], [], [], [], [], [], []
+    points_rows, overlap_rows, near_rows, per_seed, verdicts, removed = [], [], [], [], [], []
     for seed in seeds:
         hp = dataclasses.replace(hp0, seed=int(seed))
         labelled = validation_split(prompts, st.validation_fraction, int(seed))
-        fit_detector, *_ = _fit(labelled, coarse, hp, n_layers, n_neurons, device)
+        fit_detector, _, _, fit_training_targets = _fit(labelled, coarse, hp, n_layers, n_neurons, device)
         validation = labelled[labelled["split"] == "validation"]
         points, _ = operating_points(fit_detector, validation, coarse, st.threshold_grid, seed=st.seed,
                                      ratio=st.operating_ratio, min_size=st.min_set_size)
-        points_rows.append(points.reset_index().assign(seed=seed))
         detector, _, _, training_targets = _fit(prompts, coarse, hp, n_layers, n_neurons, device)
         train = prompts[prompts["split"] == "train"]
         prompt_targets = _by_prompt(train, training_targets, hp)
         fact_targets = counterexamples.fact_mean_targets(prompt_targets, dict(zip(train["prompt_id"], train["fact_id"])))
-        overlap, near, sizes = _evaluate_seed(detector, points, prompts, coarse, fact_targets, st)
+        fit = labelled[labelled["split"] == "train"]
+        fit_targets = counterexamples.fact_mean_targets(_by_prompt(fit, fit_training_targets, hp),
+                                                        dict(zip(fit["prompt_id"], fit["fact_id"])))
+        on_all = {rule: rule == "paper_ratio" for rule in points.index}  # only the ratio read-out chooses nothing
+        overlap, near, sizes, realised = _evaluate_seed(
+            {rule: detector if on_all[rule] else fit_detector for rule in points.index}, points, prompts, coarse,
+            {rule: fact_targets if on_all[rule] else fit_targets for rule in points.index}, st)
+        points_rows.append(points.reset_index().assign(
+            seed=seed, realised_ratio=[realised.get(r, float("nan")) for r in points.index],
+            detector=["every train fact" if on_all[r] else "fit facts (validation held out)" for r in points.index]))
         removed.append({"seed": seed, "removed_share": removed_share(train, coarse, prompt_targets),
                         **{f"constant_k_{rule}": k for rule, k in sizes.items()}})
         for rule, frames in overlap.items():
             for method, frame in frames.items():
                 overlap_rows.append(frame.reset_index().assign(seed=seed, rule=rule, method=method))
                 per_seed.append({"seed": seed, "rule": rule, "method": method, **_means(frame)})
-            near_rows.append(near[rule].reset_index().assign(seed=seed, rule=rule))
+            if rule in near:
+                near_rows.append(near[rule].reset_index().assign(seed=seed, rule=rule))
             verdicts.append({"seed": seed, "rule": rule, **_verdicts(frames["land"], frames["coarse"],
                                                                      frames["constant"], n_boot=st.bootstrap_samples,
                                                                      seed=st.seed, cluster_of=cluster_of)})
-            table = consistency.class_gain(frames["land"], frames["coarse"], classes["consistency"],
-                                           n_boot=st.bootstrap_samples, seed=st.seed, clusters=cluster_of)
-            gains.append(table.drop(columns="gain").reset_index().assign(seed=seed, rule=rule))
     verdict_frame = pd.DataFrame(verdicts)
     holds = {}
     for rule, part in verdict_frame.groupby("rule", sort=False):
@@ -204,7 +206,6 @@ def seed_study(prompts: pd.DataFrame, coarse: dict, config: LandConfig, n_layers
         overlap=_first(pd.concat(overlap_rows, ignore_index=True), _lead + ["method"]),
         near_constant=_first(pd.concat(near_rows, ignore_index=True), _lead),
         per_seed=pd.DataFrame(per_seed), verdicts=verdict_frame, holds=holds_frame,
-        consistency=_first(pd.concat(gains, ignore_index=True), _lead), classes=classes, consistency_threshold=cut,
         removed=pd.DataFrame(removed))
 
 
@@ -227,8 +228,8 @@ def counterexample_ablation(prompts: pd.DataFrame, coarse: dict, config: LandCon
     and the read-outs of :func:`operating_points` on the validation facts.
     Returns one row per (seed, variant): seed, variant, rule, k, removed_share (:func:`removed_share` on the fit
     facts), target_size (mean neurons per target), then per threshold rule r: P_r and N_L_r (mean validation set
-    size at P_r; for paper_ratio it is ratio x N_s by construction, so P_paper_ratio carries the information), and
-    within, fact_specific, across_other_relation at paper_ratio."""
+    size at P_r), N_L_paper_ratio (ratio x N_s by construction, up to rounding), and within, fact_specific,
+    across_other_relation at paper_ratio."""
     st, hp0 = config.settings, config.hp
     ks = list(st.ablation_counterexamples if ks is None else ks)
     variants = [(f"same_template, k={k}", "same_template", int(k)) for k in ks]
@@ -250,6 +251,7 @@ def counterexample_ablation(prompts: pd.DataFrame, coarse: dict, config: LandCon
                    "target_size": float(np.mean([len(ids) for ids, _ in prompt_targets.values()]))}
             for r in THRESHOLD_RULES:
                 row[f"P_{r}"], row[f"N_L_{r}"] = float(points.loc[r, "P"]), float(points.loc[r, "size"])
+            row["N_L_paper_ratio"] = float(points.loc["paper_ratio", "size"])
             row.update({c: float(points.loc["paper_ratio", c])
                         for c in ("within", "fact_specific", "across_other_relation")})
             rows.append(row)
@@ -405,7 +407,7 @@ def wording_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, config:
         pairs = [(coarse[p], p) for p in seen["prompt_id"]]
     detector, _ = land.train_land(pairs, targets, study.detector.n_layers, study.detector.n_neurons, hp, device=device)
     ids = prompts["prompt_id"].tolist()
-    land_sets = dict(zip(ids, land.land_sets(detector, [coarse[p] for p in ids], hp.threshold)))
+    land_sets = study.read(detector)({p: coarse[p] for p in ids})  # the main read-out, on this detector
     test = prompts[prompts["split"] == "test"]
     train = prompts[prompts["split"] == "train"]
     frames = []
@@ -416,49 +418,3 @@ def wording_study(study: LandStudy, prompts: pd.DataFrame, coarse: dict, config:
             frames.append(frame.reset_index().assign(condition=condition, method=method))
     out = pd.concat(frames, ignore_index=True)
     return out.assign(cluster=out["fact_id"].map(dict(zip(prompts["fact_id"], cluster_column(prompts)))))
-
-
-def generic_neurons(sets) -> frozenset:
-    """The neurons in more than half of ``sets`` (an iterable of coarse sets, e.g. the train prompts'): what every
-    input tends to carry, whatever its fact."""
-    sets = list(sets)
-    counts: dict = {}
-    for s in sets:
-        for i in s:
-            counts[i] = counts.get(i, 0) + 1
-    return frozenset(i for i, c in counts.items() if c > len(sets) / 2)
-
-
-_GENERIC = "__generic_input__"
-
-
-def near_constant_test(read: Callable, prompts: pd.DataFrame, coarse: dict, *, train: pd.DataFrame,
-                       constant: frozenset, seed: int) -> pd.DataFrame:
-    """How much of a detector's output is the same for every input.
-
-    read: {prompt_id: coarse set} -> {prompt_id: set} (:func:`read_out`); prompts: the test prompts (columns
-    prompt_id, fact_id, relation); train: the train prompts, whose coarse sets give the generic input (the neurons of
-    :func:`generic_neurons`); constant: the constant set of the same size (kn.methods.counterexamples.top_k_constant_set).
-    Per test fact, means over its prompts p (pairs of two empty sets skipped):
-        generic_jaccard: Jaccard of read(p) and read(generic input), the output for an input that holds no fact;
-        constant_jaccard: Jaccard of read(p) and ``constant``;
-        across_other_relation: kn.methods.detectors.overlap_by_fact's, of the read sets;
-        size: mean |read(p)|.
-    A constant detector gives 1 in the first two columns (with the matching constant) and across_other_relation 1.
-    Returns a DataFrame indexed by fact_id; attrs generic_input_size, generic_output_size, constant_size."""
-    generic = generic_neurons(coarse[p] for p in train["prompt_id"])
-    ids = prompts["prompt_id"].tolist()
-    out = read({**{p: coarse[p] for p in ids}, _GENERIC: generic})
-    generic_out = out.pop(_GENERIC)
-    overlap = detectors.overlap_by_fact(prompts, out, seed=seed)
-    per_fact: dict = {}
-    for p, f in zip(prompts["prompt_id"], prompts["fact_id"]):
-        per_fact.setdefault(f, []).append((jaccard(out[p], generic_out), jaccard(out[p], constant), len(out[p])))
-    rows = {f: {"generic_jaccard": _nanmean([v[0] for v in values]),
-                "constant_jaccard": _nanmean([v[1] for v in values]),
-                "across_other_relation": float(overlap.loc[f, "across_other_relation"]),
-                "size": float(np.mean([v[2] for v in values]))} for f, values in per_fact.items()}
-    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("fact_id").sort_index(key=lambda i: i.astype(str))
-    frame.attrs.update(generic_input_size=len(generic), generic_output_size=len(generic_out),
-                       constant_size=len(constant))
-    return frame

@@ -13,7 +13,10 @@ API
     mean_loss(model, pairs, targets, *, batch_size=64) -> float   the training loss on any pairs (held-out ones)
     land_sets(model, sets, threshold, *, batch_size, device) -> [frozenset]   inference: scores > P
     topk_sets(model, sets, k, *, batch_size, device) -> {prompt_id: frozenset of exactly k ids}   the fixed-size
-        read-out: each input's k highest scores (ties to the smaller id), whatever the output's scale
+        read-out: each input's k highest scores (ties to the smaller id), whatever the output's scale; k an int or
+        {prompt_id: int}
+    ratio_size(n_coarse, ratio) -> int; ratio_sets(model, sets, ratio) -> {prompt_id: frozenset}   the paper's
+        N_L / N_s read per prompt: round(ratio x |coarse set|) highest scores
     size_threshold(model, sets, mean_size, *, batch_size, device) -> float   the P at which the mean set size over
         ``sets`` is mean_size (round(mean_size * n) scores lie above it)
     save_land(model, folder, hp, meta) / load_land(folder, L, H) -> (LandDetector, hp, meta)   safetensors + json
@@ -295,38 +298,61 @@ def _scores(model: LandDetector, csr: _Csr, start: int, stop: int, device) -> to
 
 
 @torch.no_grad()
-def topk_sets(model: LandDetector, sets: Mapping, k: int, *, batch_size: int = 64, device=None) -> dict:
+def topk_sets(model: LandDetector, sets: Mapping, k, *, batch_size: int = 64, device=None) -> dict:
     """The fixed-size read-out: {prompt_id: frozenset of the k flat ids with the highest scores} for every coarse
-    set of ``sets`` ({prompt_id: frozenset}), exactly k each. Unlike a threshold, it does not depend on the scale
-    of the output (which moves with training length and learning rate). Ties at the k-th score go to the smaller
-    id, so the result is deterministic on any device. k must lie in [0, L * H]."""
+    set of ``sets`` ({prompt_id: frozenset}). k: one int for every input, or {prompt_id: int} per input (every key of
+    ``sets`` given). Unlike a threshold, it does not depend on the scale of the output (which moves with training
+    length and learning rate). Ties at the k-th score go to the smaller id, so the result is deterministic on any
+    device. Each k must lie in [0, L * H]."""
     L, H = model.n_layers, model.n_neurons
-    if not 0 <= int(k) <= L * H:
-        raise ValueError(f"topk_sets: k={k} must lie in [0, L*H={L * H}]")
-    k = int(k)
+    keys = list(sets)
+    if isinstance(k, Mapping):
+        missing = [key for key in keys if key not in k]
+        if missing:
+            raise KeyError(f"topk_sets: no k for {len(missing)} input(s), e.g. {missing[0]!r}")
+        ks = np.array([int(k[key]) for key in keys], dtype=np.int64)
+    else:
+        ks = np.full(len(keys), int(k), dtype=np.int64)
+    if ks.size and not (0 <= ks.min() and ks.max() <= L * H):
+        raise ValueError(f"topk_sets: k={int(ks.min() if ks.min() < 0 else ks.max())} must lie in [0, L*H={L * H}]")
     if device is None:
         device = model.encoder.device
-    keys = list(sets)
     csr = _Csr([sets[key] for key in keys])
     _check_ids(csr, L * H, "topk_sets input sets")
     out = {}
     for start in range(0, len(keys), batch_size):
         stop = min(start + batch_size, len(keys))
-        if k == 0:
+        batch_k = torch.from_numpy(ks[start:stop]).to(device).unsqueeze(1)  # [B, 1]
+        top = int(batch_k.max()) if stop > start else 0
+        if top == 0:
             out.update({key: frozenset() for key in keys[start:stop]})
             continue
         scores = _scores(model, csr, start, stop, device)
-        kth = scores.topk(k, dim=1).values[:, -1:]  # [B, 1]
+        values = scores.topk(top, dim=1).values  # [B, top], descending
+        kth = values.gather(1, (batch_k - 1).clamp(min=0))  # [B, 1]: each row's own k-th score
         above = scores > kth
         tied = scores == kth
-        need = k - above.sum(dim=1, keepdim=True)  # how many of the tied ids to take, the smallest first
-        take = above | (tied & (tied.cumsum(dim=1) <= need))
+        need = batch_k - above.sum(dim=1, keepdim=True)  # how many of the tied ids to take, the smallest first
+        take = (above | (tied & (tied.cumsum(dim=1) <= need))) & (batch_k > 0)
         hit_rows, hit_ids = take.nonzero(as_tuple=True)
         hit_rows, hit_ids = hit_rows.cpu().numpy(), hit_ids.cpu().numpy()
         bounds = np.searchsorted(hit_rows, np.arange(stop - start + 1))
         out.update({keys[start + i]: frozenset(hit_ids[bounds[i]:bounds[i + 1]].tolist())
                     for i in range(stop - start)})
     return out
+
+
+def ratio_size(n_coarse: int, ratio: float) -> int:
+    """The size of a prompt's set at ``ratio`` times its coarse set: round(ratio x n), at least 1 for a non-empty
+    coarse set and 0 for an empty one (LAND's N_L / N_s, read per prompt)."""
+    return 0 if n_coarse <= 0 else max(1, int(round(float(ratio) * n_coarse)))
+
+
+def ratio_sets(model: LandDetector, sets: Mapping, ratio: float, **kwargs) -> dict:
+    """The paper's operating point, read per prompt: each input's ratio_size(|coarse set|, ratio) highest scores
+    (:func:`topk_sets`). Its mean size is ratio x N_s on any prompts, held out or not, whatever the detector's scale:
+    nothing is chosen on facts."""
+    return topk_sets(model, sets, {key: ratio_size(len(s), ratio) for key, s in sets.items()}, **kwargs)
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ re-exports their API, so a notebook reads ``figures.<name>``.
 Modules
     attribution
     axes
+    consistency
     edits
     forest
     land
@@ -22,6 +23,7 @@ from kn.book.figures.attribution import (
     template_bars,
 )
 from kn.book.figures.axes import tick_label_overlaps
+from kn.book.figures.consistency import consistency_distributions
 from kn.book.figures.edits import (
     dai_paper_values,
     land_paper_values,
@@ -43,4 +45,4 @@ from kn.book.figures.overlap import (
     threshold_overlap,
 )
 
-__all__ = ['template_bars', 'accuracy_bars', 'coarse_layers', 'example_scores', 'completeness', 'coarse_sizes', 'layer_errors', 'spiky_integrand', 'tick_label_overlaps', 'method_rates', 'land_paper_values', 'dai_paper_values', 'relation_change', 'relation_bars', 'VERDICT_COLOURS', 'claims_forest', 'validation_sweep', 'TrainingLosses', 'land_losses', 'land_training', 'learning_curve', 'overlap_distributions', 'threshold_overlap', 'layer_shares']
+__all__ = ['template_bars', 'accuracy_bars', 'coarse_layers', 'example_scores', 'completeness', 'coarse_sizes', 'layer_errors', 'spiky_integrand', 'tick_label_overlaps', 'consistency_distributions', 'method_rates', 'land_paper_values', 'dai_paper_values', 'relation_change', 'relation_bars', 'VERDICT_COLOURS', 'claims_forest', 'validation_sweep', 'TrainingLosses', 'land_losses', 'land_training', 'learning_curve', 'overlap_distributions', 'threshold_overlap', 'layer_shares']

@@ -26,9 +26,10 @@ from kn.methods import counterexamples
 # --------------------------------------------------------------------------- chapter 4
 
 
-def validation_sweep(sweep: pd.DataFrame, chosen: float, min_size: float = 0.0):
+def validation_sweep(sweep: pd.DataFrame, chosen: float | None, min_size: float = 0.0):
     """LAND's sets on the validation facts at each P of the grid: within-fact and same-relation overlap (their gap is
-    the fact-specific overlap P is chosen on), and the mean set size against the size floor."""
+    the fact-specific overlap rule (c) chooses P on), and the mean set size against the size floor. ``chosen``: the P
+    of the main sets, or None where they use the ratio read-out (no P)."""
     sweep = sweep.sort_index()
     P = sweep.index.to_numpy(float)
     fig, axes = _new(1, 2, figsize=(10, 3.2))
@@ -41,7 +42,8 @@ def validation_sweep(sweep: pd.DataFrame, chosen: float, min_size: float = 0.0):
     if min_size > 0:
         size_ax.axhline(min_size, color="C3", ls=":", label=f"size floor {min_size:g}")
     for a in (ax, size_ax):
-        a.axvline(chosen, color="k", lw=1, ls=":", label=f"P used = {chosen:.3g}")
+        if chosen is not None:
+            a.axvline(chosen, color="k", lw=1, ls=":", label=f"P used = {chosen:.3g}")
         _log_axis(a, P)
         a.set(xlabel="P (count scale, log)")
     ax.set(title="Overlap of LAND sets, validation facts", ylabel="Jaccard overlap")
@@ -54,9 +56,12 @@ def validation_sweep(sweep: pd.DataFrame, chosen: float, min_size: float = 0.0):
         return _done(fig, "The fact-specific overlap is undefined at every P of the grid here (no two validation "
                           "facts of one relation have non-empty sets).")
     best = float(specific.idxmax())
-    at = sweep.loc[chosen] if chosen in sweep.index else None
     caption = (f"Over the grid, the gap between the curves (fact-specific overlap) is widest at P = {best:g}: "
                f"{specific.max():.1%}, with sets of {sweep.loc[best, 'size']:.1f} neurons. ")
+    if chosen is None:
+        return _done(fig, caption + "The main sets use no P: each prompt's top scores, as many as the paper's ratio "
+                                    "times its coarse set; the grid serves read-outs (b) and (c).")
+    at = sweep.loc[chosen] if chosen in sweep.index else None
     if at is None:
         lower, upper = sweep.index[sweep.index < chosen], sweep.index[sweep.index > chosen]
         between = (f"between the grid's {lower.max():g} and {upper.min():g}" if len(lower) and len(upper) else

@@ -1,5 +1,5 @@
 """kn.book.findings.land: chapter 4's tables (Tables 6 and 7, the detectors, operating points, seeds, the near-constant
-test, consistency) and its summary."""
+test) and its summary (with the consistency split's contrasts and claims: kn.book.findings.consistency)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pandas as pd
 from kn.base import paper
 from kn.base.stats import Interval, cluster_paired_difference, compare, paired_difference, reaches
 from kn.book.findings.common import _holds, clusters_for, interval_table
+from kn.book.findings.consistency import consistency_claims, consistency_contrast_table
 from kn.book.findings.overlap import _OVERLAP, overlap_rows
 from kn.book.summaries import Claim, LandSummary
 from kn.experiments.land_operating import DETECTORS, VERDICTS
@@ -119,20 +120,33 @@ def seed_range(mean: float, lo: float, hi: float, fmt: str) -> str:
     return f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]"
 
 
-_OPERATING_NAMES = {"paper_ratio": "(a) the paper's size, N_L = ratio x N_s", "max_within": "(b) max within-fact overlap",
+_OPERATING_NAMES = {"paper_ratio": "(a) the paper's size, each prompt's top ratio x |coarse set|",
+                    "max_within": "(b) max within-fact overlap",
                     "fact_specific": "(c) max fact-specific (the former rule)", "topk": "(d) top-k, k = N_s"}
 
 
 def operating_point_table(seeds, columns=("size", "within", "across_same_relation", "across_other_relation",
                                           "fact_specific")) -> pd.DataFrame:
-    """Per (read-out, method): each metric over test facts as "mean over seeds [min, max]" (n seeds)."""
+    """Per (read-out, method): each metric over test facts as "mean over seeds [min, max]" (n seeds); for LAND, the
+    detector the read-out was fixed on and reported on, and the realised N_L / N_s on the test facts beside the
+    target (the paper's ratio for read-out (a); the other read-outs have none)."""
     summary = seeds.summary(list(columns))
+    points = seeds.points
     rows = {}
     for (rule, method), row in summary.iterrows():
         cells = {}
         for c in columns:
             fmt = "{:.1f}" if c == "size" else "{:.1%}"
             cells[c] = seed_range(row[(c, 'mean')], row[(c, 'min')], row[(c, 'max')], fmt)
+        mine = points[points["rule"] == rule]
+        if method == "land" and "realised_ratio" in mine:
+            ratio = mine["realised_ratio"]
+            target = mine["ratio"].dropna() if "ratio" in mine else pd.Series(dtype=float)
+            cells["N_L / N_s, test facts"] = (seed_range(ratio.mean(), ratio.min(), ratio.max(), "{:.2f}")
+                                              + (f" (target {target.iloc[0]:g})" if len(target) else " (no target)"))
+            cells["detector"] = ", ".join(sorted(set(mine["detector"])))
+        else:
+            cells["N_L / N_s, test facts"] = cells["detector"] = "–"
         cells["seeds"] = int(row[("n_seeds", "")])
         rows[(_OPERATING_NAMES.get(rule, rule), method)] = cells
     frame = pd.DataFrame.from_dict(rows, orient="index")
@@ -179,16 +193,10 @@ def near_constant_table(seeds) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def consistency_table(seeds) -> pd.DataFrame:
-    """Per consistency class of Chen et al.'s rule: share of test facts and LAND's fact-specific gain over the coarse
-    sets at the main read-out, means over seeds."""
-    part = seeds.consistency
-    numeric = part.select_dtypes("number").columns.drop("seed", errors="ignore")
-    return part.groupby(["rule", "consistency"])[list(numeric)].mean().rename(index=_OPERATING_NAMES)
-
-
 def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame, wordings: pd.DataFrame,
-                 seconds: float, seeds=None) -> LandSummary:
+                 seconds: float, seeds=None, consistency_split=None) -> LandSummary:
+    """Chapter 4's record: Tables 6-7, the detectors, the learning curve, the wordings, the seeds' read-outs, the
+    consistency split's contrasts (kn.experiments.consistency_split, when given), and the claims."""
 
     n_boot, seed = params.bootstrap_samples, params.seed
     ours = table7_frame.loc["ours, test facts"]
@@ -224,7 +232,7 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
     trend = curve[curve["setting"] == "this run's"].sort_values("n_train_prompts")
     if len(trend) >= 2:
         first, last = trend.iloc[0], trend.iloc[-1]
-        claims.append(Claim("more data helps",
+        claims.append(Claim("LAND with more training data",
                             f"From {int(first['n_train_prompts'])} to {int(last['n_train_prompts'])} training prompts, "
                             f"LAND's within-fact overlap on test facts moves from {first['within']:.1%} to "
                             f"{last['within']:.1%} and its fact-specific overlap from {first['fact_specific']:.1%} to "
@@ -238,9 +246,12 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
         claims.append(Claim("new wordings against new facts",
                             f"LAND's fact-specific overlap is {words_fs.format('{:.1%}')} on new wordings of train facts "
                             f"and {facts_fs.format('{:.1%}')} on new facts.", None, None))
+    if consistency_split is not None:
+        claims += consistency_claims(consistency_split)
     return LandSummary(
         n_layers=study.detector.n_layers, n_neurons=study.detector.n_neurons, rank=study.detector.rank,
-        n_parameters=study.detector.n_parameters, train_pairs=study.train_pairs, threshold=float(study.hp.threshold),
+        n_parameters=study.detector.n_parameters, train_pairs=study.train_pairs,
+        threshold=None if study.hp.threshold is None else float(study.hp.threshold),
         threshold_reason=study.threshold_reason, validation_sweep=study.validation_sweep.reset_index().to_dict("records"),
         final_loss=float(np.mean(study.losses[-20:])),
         table7={k: ours[k] for k in ["N_s", "N_so", "R_so", "N_L", "N_Lo", "R_Lo"]}, detectors=detectors,
@@ -249,7 +260,8 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
         operating_rule=str(getattr(study, "operating_rule", "")),
         seed_points=[] if seeds is None else operating_point_table(seeds).reset_index().to_dict("records"),
         seed_holds=[] if seeds is None else seed_holds_table(seeds).reset_index().to_dict("records"),
-        consistency=[] if seeds is None else consistency_table(seeds).reset_index().to_dict("records"))
+        consistency=[] if consistency_split is None else
+        consistency_contrast_table(consistency_split).reset_index().to_dict("records"))
 
 
 def reaches_claim(name: str, interval: Interval, threshold: float, *, what: str, source: str) -> Claim:
