@@ -12,7 +12,7 @@ ARGS ?=
 KN_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 export KN_DATA_DIR
 
-.PHONY: setup lock browser slurm test unit integration book-tests book run chapter bench clean-runs
+.PHONY: setup lock browser slurm test unit integration book-tests book run chapter bench clean-runs reference readme-results
 
 LOCK := requirements/lock-cpu.txt
 # Every package the study installs, at the exact versions and hashes of the lock (`make lock` regenerates it).
@@ -75,6 +75,17 @@ chapter: setup
 
 bench: setup
 	$(KN) bench $(ARGS)
+
+# The reference run of PARAMS (default: the embedded model's), made from this checkout and published to reference/
+# with its provenance; then the README's Results block from every reference run. Part of any change that alters a
+# chapter's numbers (commit the result); `kn verify --stale runs/<name>` lists the chapters whose code changed since.
+reference: setup
+	$(KN) run $(PARAMS) $(P)
+	$(KN) reference runs/$(basename $(notdir $(PARAMS)))
+	$(MAKE) readme-results
+
+readme-results: setup
+	$(PY) -c "from kn.book import reference; reference.update_readme('README.md', 'reference')"
 
 clean-runs:
 	rm -rf runs book/runs book/_build

@@ -7,6 +7,14 @@
     kn submit PARAMS --shards N [--partition P] [--gpus-per-task G] [--cpus-per-task C] [--time T] [--wait]
                                                                  the same on a SLURM cluster: chapter 1, the attribution
                                                                  as an array of N shards, then the rest (kn.book.submit)
+    kn verify RUN_DIR [--reference DIR] [--rtol X] [--stale]     RUN_DIR's numbers against its reference run (default
+                                                                 reference/<RUN_DIR's name>), number by number: exit 0
+                                                                 "reproduces the reference: N numbers equal", 1 each
+                                                                 differing number; exact unless --rtol X (its reason
+                                                                 printed); --stale: the reference's chapters whose code
+                                                                 changed since (exit 0) (kn.book.reference)
+    kn reference RUN_DIR [--pages DIR] [--target DIR]            publish a complete, fresh run as a reference run (its
+                                                                 pages from book/runs/<name>, to reference/<name>)
     kn bench [ARGS...]                                           benchmarks/attribution_speed.py ARGS
     kn --version                                                 "kn <version>" (kn.book.environment.kn_version)
 
@@ -19,7 +27,8 @@ are printed as `[stale] <chapter> <reason>` lines, then `[stale] refresh: kn cha
 pages say so at the top.
 
 Exit status: 0 done; 2 bad input (an unknown key, a bad value, a missing params file or data folder, an unknown model or
-chapter), reported as one line `kn: error: ...` on stderr; 1 anything else, with its traceback; 130 interrupted.
+chapter, a missing run folder or reference run), reported as one line `kn: error: ...` on stderr; 1 anything else, with
+its traceback (and for kn verify, a run that does not reproduce its reference); 130 interrupted.
 
 Hidden options for the tests: --book-root DIR (where book/ lives; default the checkout) and --notebooks DIR (the chapters'
 folder; default notebooks/).
@@ -29,15 +38,17 @@ folder; default notebooks/).
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from kn.base import lineage
-from kn.base.errors import BadInput
+from kn.base.errors import BadInput, MissingArtifact
 from kn.base.params import project_root
-from kn.book import build, runner, submit
+from kn.book import build, reference, runner, submit
 from kn.book.environment import kn_version
 
 BENCH_SCRIPT = "benchmarks/attribution_speed.py"
@@ -127,6 +138,34 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     cluster.set_defaults(func=_submit)
 
+    check = sub.add_parser(
+        "verify", help="say whether a run reproduces its reference run, number by number",
+        description="Compare every number of RUN_DIR's chapter summaries with its reference run's (reference/<name>, "
+                    "kn.book.reference): exact unless --rtol is given; timings and prose do not count.",
+        epilog="Exit status: 0 reproduces the reference (or --stale); 1 a number differs or is missing; 2 bad input "
+               "(no run folder, no reference run).")
+    check.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (runs/<name>)")
+    check.add_argument("--reference", metavar="DIR", default=None,
+                       help="the reference run (default reference/<RUN_DIR's name>)")
+    check.add_argument("--rtol", type=float, default=0.0, metavar="X",
+                       help="accept relative differences up to X (say why: a different torch build or CPU instruction "
+                            "set; the output names the differences it found); default 0, exact")
+    check.add_argument("--stale", action="store_true",
+                       help="list the reference's chapters whose code (notebook, kn modules) changed since it was made")
+    check.add_argument("--notebooks", default=None, help=argparse.SUPPRESS)
+    check.set_defaults(func=_verify)
+
+    publish = sub.add_parser(
+        "reference", help="publish a run as the reference run of its name",
+        description="Copy RUN_DIR's small records, its executed chapters and their provenance (commit, lock, machine, "
+                    "versions, command, per-chapter seconds and code hashes) to reference/<name>. Refuses a run whose "
+                    "chapter 1 has not completed or whose chapters are stale.")
+    publish.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (runs/<name>)")
+    publish.add_argument("--pages", metavar="DIR", default=None,
+                         help="its executed chapters (default book/runs/<RUN_DIR's name>)")
+    publish.add_argument("--target", metavar="DIR", default=None, help="where (default reference/<RUN_DIR's name>)")
+    publish.set_defaults(func=_reference)
+
     sub.add_parser("bench", help=f"measure attribution speed ({BENCH_SCRIPT}; arguments passed through)",
                    description=f"Run {BENCH_SCRIPT} with the remaining arguments, unchanged "
                                f"(`kn bench -- --help` shows its own options).",
@@ -179,6 +218,47 @@ def _submit(args) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    run_dir = Path(args.run_dir)
+    name = run_dir.resolve().name
+    reference_dir = Path(args.reference) if args.reference else project_root() / reference.REFERENCE_FOLDER / name
+    if args.stale:
+        notebooks = Path(args.notebooks) if args.notebooks else project_root() / "notebooks"
+        if not reference_dir.is_dir():
+            raise MissingArtifact(f"no reference run at {reference_dir}")
+        stale = reference.stale_code(reference_dir, notebooks, project_root() / "lib")
+        for chapter, (commit, _, now) in stale.items():
+            change = "its code changed since" if now else "its notebook is gone"
+            print(f"{chapter}: made by an older commit ({(commit or 'unknown')[:10]}); {change}", flush=True)
+        if not stale:
+            print(f"no chapter of {reference_dir.name}'s reference changed its code since it was made", flush=True)
+        return 0
+    result = reference.verify(run_dir, reference_dir, rtol=args.rtol)
+    for line in result.lines():
+        print(line, flush=True)
+    return 0 if result.ok else 1
+
+
+def _reference(args) -> int:
+    run_dir = Path(args.run_dir)
+    name = run_dir.resolve().name
+    pages = Path(args.pages) if args.pages else project_root() / "book" / "runs" / name
+    target = Path(args.target) if args.target else project_root() / reference.REFERENCE_FOLDER / name
+    command = shlex.join(["kn", *args.argv])
+    consumed = lineage.load(run_dir / f"{lineage.CONSUMED}.json")  # the params file the chapters recorded
+    params_file = next((entry["params_file"] for _, entry in sorted(consumed.items()) if entry.get("params_file")), "")
+    published = reference.publish(run_dir, pages, target, command=command, params_file=params_file)
+    provenance = lineage.load(published / "provenance.json")
+    print(f"[reference] published {run_dir} as {published}: {len(list((published / 'record').iterdir()))} records, "
+          f"{len(list((published / 'pages').iterdir()))} pages, {provenance['size_bytes'] / 2**20:.1f} MiB, commit "
+          f"{(provenance['commit'] or 'none: not a checkout')[:10]}", flush=True)
+    for table in provenance["left_out"]:
+        print(f"[reference] left out (over {reference.MAX_TABLE_BYTES // 2**20} MiB): {table}", flush=True)
+    if provenance["dirty"]:
+        print("[reference] warning: tracked files differ from the commit; the provenance says so (dirty)", flush=True)
+    return 0
+
+
 def _book(args) -> int:
     started = time.perf_counter()
     print("[book] building", flush=True)
@@ -210,6 +290,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2): argparse has printed it
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    args.argv = argv  # the command as typed (kn reference records it)
     previous = _exit_on_sigterm()
     try:
         return args.func(args)
