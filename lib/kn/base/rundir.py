@@ -32,6 +32,7 @@ RUN_DEFINING_KEYS = ("model", "seed", "facts_file", "templates_file", "templates
                      "relations", "n_relations", "train_facts_per_relation", "test_facts_per_relation", "population",
                      "known_max_rank", "known_min_templates", "candidate_facts_per_relation", "data_dir")
 FIRST_CHAPTER = "01_data_adaptation"
+REFERENCE_MARKER = "REFERENCE.json"  # in a run folder copied from a reference run (kn.book.reference_book)
 
 
 class RunFolder:

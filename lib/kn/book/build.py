@@ -2,7 +2,9 @@
 
 API
     execute_results(book_root=None) -> Path    the results page, from every run folder under <book_root>/runs
-    build_book(book_root=None) -> Path         prune_book_runs, the results page, then jupyter-book 1.x, warnings as errors
+    build_book(book_root=None) -> Path         the reference runs where no run of their name was made here
+                                               (kn.book.reference_book), prune_book_runs, the results page, then
+                                               jupyter-book 1.x, warnings as errors
     prune_book_runs(book_root=None) -> list    failed pages (from older runners) and empty folders out of book/runs/
     mark_stale_pages(book_root=None) -> list   a stale chapter's page (kn.base.lineage) says so at its top, with the
                                                command that refreshes it; a page no longer stale loses the label
@@ -26,6 +28,7 @@ from kn.base import lineage
 from kn.base.io import atomic_write_bytes
 from kn.base.params import project_root
 from kn.base.rundir import RunFolder
+from kn.book import reference_book
 from kn.book.results import run_title
 
 
@@ -230,6 +233,8 @@ def build_book(book_root: str | Path | None = None) -> Path:
     """Execute the results page, then build the book (warnings are errors; the log is kept in book/build.log), with
     one part of the navigation per run (_book_toc)."""
     root = Path(book_root) if book_root else project_root()
+    for name in reference_book.materialize(root):
+        _say(f"[book] {name}: the reference run (reference/{name}), no run of that name here")
     for line in prune_book_runs(root):
         _say(f"[book] {line}")
     for page in mark_stale_pages(root):

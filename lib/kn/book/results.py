@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from kn.base import lineage, paper
-from kn.base.rundir import RunFolder
+from kn.base.rundir import REFERENCE_MARKER, RunFolder
 from kn.book.environment import lock_differences
 from kn.book.summaries import (
     AmplificationSummary,
@@ -288,8 +288,11 @@ def run_title(folder: RunFolder | None, name: str) -> str:
         return name
     facts = data.sample_facts_train + data.sample_facts_test
     population = "known facts" if data.population == "known" else "all facts"
+    marker = folder.path / REFERENCE_MARKER
+    reference = (f", the reference run of commit {(lineage.load(marker).get('commit') or 'unknown')[:10]}"
+                 if marker.is_file() else "")
     return (f"{name}: {data.model}, {data.sample_relations} relation{'s' if data.sample_relations != 1 else ''}, "
-            f"{facts:,} {population}, {data.sample_prompts:,} prompts")
+            f"{facts:,} {population}, {data.sample_prompts:,} prompts{reference}")
 
 
 

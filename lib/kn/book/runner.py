@@ -47,7 +47,7 @@ from kn.base.params import StudyParams, project_root
 from kn.base.progress import ENV_FILE, clock
 from kn.base.rundir import RunFolder
 from kn.base.runlock import run_lock
-from kn.book import preflight
+from kn.book import preflight, reference_book
 from kn.book.build import KERNEL_ARGUMENTS, _portable, _publish, _say, _show
 from kn.data.download import resolve_data_dir
 
@@ -220,6 +220,8 @@ def execute_chapters(params_file: str | Path, chapters=None, *, book_root: str |
     root = (Path(book_root) if book_root else project_root()).absolute()
     run_dir = params.resolved_run_dir()
     book_dir = root / "book" / "runs" / run_dir.name
+    if reference_book.claim_run_dir(run_dir, book_dir, selected, first):  # a reference copy: replaced whole
+        _say(f"[run] {run_dir.name}: the reference run copied by `kn book` is replaced by this run")
     fresh = not run_dir.exists() or not any(run_dir.iterdir())  # nothing there but what this invocation makes
     parent_made = not run_dir.parent.exists()
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "kn"
