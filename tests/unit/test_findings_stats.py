@@ -200,11 +200,11 @@ def test_the_log_ratio_family_and_both_readings_of_table_9():
 
 def test_a_metric_over_seeds_never_prints_nan_or_a_zero_width_range():
     """Chapter 4's seed tables: no seed measured it -> a dash (a run of one cluster has no other-relation pool); the
-    seeds agree -> the value once, said to be the same at every seed; else mean [min, max]."""
+    seeds agree -> the value once (never "x [x, x]"); else mean [min, max]."""
     from kn.book.findings.land import seed_range
 
     nan = float("nan")
     assert seed_range(nan, nan, nan, "{:.1%}") == "–"
-    assert seed_range(0.098, 0.098, 0.098, "{:.1%}") == "9.8% (every seed)"
-    assert seed_range(28.2, 28.2, 28.2, "{:.1f}") == "28.2 (every seed)"
+    assert seed_range(0.098, 0.098, 0.098, "{:.1%}") == "9.8%"
+    assert seed_range(28.2, 28.2, 28.2, "{:.1f}") == "28.2"
     assert seed_range(0.172, 0.170, 0.174, "{:.1%}") == "17.2% [17.0%, 17.4%]"

@@ -112,11 +112,12 @@ def wording_table(wordings: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataF
 
 def seed_range(mean: float, lo: float, hi: float, fmt: str) -> str:
     """A metric over seeds as "mean [min, max]": "–" where no seed measured it (nan: no fact of another cluster, say),
-    and "value (every seed)" where the seeds agree, which is a range of seeds, not an interval of zero width."""
+    and the value alone where every seed gives it (a range of seeds, never printed as an interval of zero width; the
+    tables' captions say so)."""
     if any(math.isnan(float(v)) for v in (mean, lo, hi)):
         return "–"
     if fmt.format(lo) == fmt.format(hi):
-        return f"{fmt.format(mean)} (every seed)"
+        return fmt.format(mean)
     return f"{fmt.format(mean)} [{fmt.format(lo)}, {fmt.format(hi)}]"
 
 
@@ -142,11 +143,11 @@ def operating_point_table(seeds, columns=("size", "within", "across_same_relatio
         if method == "land" and "realised_ratio" in mine:
             ratio = mine["realised_ratio"]
             target = mine["ratio"].dropna() if "ratio" in mine else pd.Series(dtype=float)
-            cells["N_L / N_s, test facts"] = (seed_range(ratio.mean(), ratio.min(), ratio.max(), "{:.2f}")
-                                              + (f" (target {target.iloc[0]:g})" if len(target) else " (no target)"))
+            cells["N_L / N_s, test facts"] = seed_range(ratio.mean(), ratio.min(), ratio.max(), "{:.2f}")
+            cells["N_L / N_s, target"] = f"{target.iloc[0]:.2f}" if len(target) else "–"
             cells["detector"] = ", ".join(sorted(set(mine["detector"])))
         else:
-            cells["N_L / N_s, test facts"] = cells["detector"] = "–"
+            cells["N_L / N_s, test facts"] = cells["N_L / N_s, target"] = cells["detector"] = "–"
         cells["seeds"] = int(row[("n_seeds", "")])
         rows[(_OPERATING_NAMES.get(rule, rule), method)] = cells
     frame = pd.DataFrame.from_dict(rows, orient="index")
