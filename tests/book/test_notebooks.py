@@ -136,7 +136,11 @@ def test_interventions_have_a_random_control_per_method_and_intervals(smoke_run)
         assert re.search(r"\[[-+]?\d", claim.sentence), claim.sentence  # every comparison quotes its interval
     primary = [c for c in amplification.claims + editing.claims if c.family]
     assert len(primary) == 2 * 15 and all(c.p_holm is not None and c.p_holm >= c.p_value for c in primary)
-    assert all("discordant" in c.sentence for c in editing.claims if c.family)  # McNemar's counts are shown
+    for claim in (c for c in editing.claims if c.family):  # McNemar's counts beside a method-vs-control contrast;
+        net = "net of its random control" in claim.name  # a net contrast names the sizes it compares
+        assert ("each against a random control of its own size" in claim.sentence) if net else \
+            ("discordant" in claim.sentence), claim.sentence
+    assert sum("net of its random control" in c.name for c in primary) == 2 * 2 * 3  # 2 pairs x 3 conditions x 2
     assert all(r.n > 0 and r.hi > 0 for by_condition in editing.rates.values() for r in by_condition.values())
     assert all(0 <= i.mean <= 1 for by_condition in editing.success.values() for i in by_condition.values())
     assert editing.changed_same["LAND"].n == editing.facts
