@@ -237,9 +237,10 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
                             f"From {int(first['n_train_prompts'])} to {int(last['n_train_prompts'])} training prompts, "
                             f"LAND's within-fact overlap on test facts moves from {first['within']:.1%} to "
                             f"{last['within']:.1%} and its fact-specific overlap from {first['fact_specific']:.1%} to "
-                            f"{last['fact_specific']:.1%} (means over {int(last.get('n_seeds', 1))} seed(s) per size, "
-                            "P re-chosen on validation facts at each size); the paper had about 250,000 training "
-                            "prompts.", None, None))
+                            f"{last['fact_specific']:.1%} (means over {int(last.get('n_seeds', 1))} seed(s) per size, at the "
+                            "main read-out: " + ("nothing re-chosen" if getattr(study, "ratio", None) is not None else
+                                                 "P re-chosen on validation facts at each size")
+                            + "); the paper had about 250,000 training prompts.", None, None))
     table = wording_table(wordings, n_boot=n_boot, seed=seed)
     if ("new facts", "LAND") in table.index and ("new wordings", "LAND") in table.index:
         facts_fs, words_fs = table.loc[("new facts", "LAND"), "fact_specific"], table.loc[("new wordings", "LAND"),
