@@ -3,8 +3,8 @@
 
 Classing a fact on its coarse sets' agreement and then reading a detector's gain over those same coarse sets is
 circular: the coarse term is selected low in the inconsistent class, so a detector that ignores its input already
-"gains more where paraphrases disagree" (kn.methods.consistency.class_gain, as kn.experiments.land_robustness.seed_study
-reads it). Here each relation's templates are cut into two seeded halves (kn.methods.consistency.template_halves):
+"gains more where paraphrases disagree" (kn.methods.consistency.class_gain, the former design of
+kn.experiments.land_robustness.seed_study, kept only so that a test shows the defect). Here each relation's templates are cut into two seeded halves (kn.methods.consistency.template_halves):
 facts are scored and classed on half A's coarse sets only, and every method's overlap is measured on half B's prompts
 only. Consistency is a property of the fact, so half A's class still predicts half B's coarse agreement (the Welch
 line checks it) and the gain over the coarse sets still differs by class for an input-blind detector; the contrast

@@ -21,7 +21,8 @@ API
     class_gain(land_overlap, coarse_overlap, classes, *, n_boot, seed, column="fact_specific") -> DataFrame [class]
         n_facts, share, land, coarse, gain (kn.base.stats.Interval of land - coarse, paired over facts), gain_lo, gain_hi
         circular when the classes come from the sets whose overlap it subtracts (the coarse term is selected low in
-        the inconsistent class, so an input-blind detector "gains more" there); kept for the seed study's record
+        the inconsistent class, so an input-blind detector "gains more" there); no chapter uses it: it is kept so that
+        a test shows that defect beside kn.experiments.consistency_split, which removes it
   The split that is not circular (kn.experiments.consistency_split builds on these)
     HALVES                   ("A", "B"): half A classes the facts, half B measures every method's overlap
     template_halves(prompts, *, seed) -> DataFrame [relation x template] with columns relation, template_position,
