@@ -113,12 +113,17 @@ class AttributionStore:
             return None
 
     def read(self, columns=None) -> pd.DataFrame:
-        """Every stored row (one per key), parts in name order; damaged parts are set aside (see _read_part)."""
+        """Every stored row (one per key), sorted by key; damaged parts are set aside (see _read_part). Parts are
+        named with a random suffix, so their order says nothing: sorting makes every aggregate over the rows (a float
+        sum's rounding included) the same in every run that stored the same scores."""
         tables = [t for t in (self._read_part(p, columns) for p in self.parts()) if t is not None]
         if not tables:
             return pd.DataFrame(columns=list(columns or self.PART_COLUMNS))
         table = pd.concat(tables, ignore_index=True)
-        return table.drop_duplicates("key", keep="first").reset_index(drop=True) if "key" in table else table
+        if "key" not in table:
+            return table
+        table = table.drop_duplicates("key", keep="first")
+        return table.sort_values("key", kind="stable").reset_index(drop=True)
 
     def coarse_sets(self, t: float, table: pd.DataFrame | None = None) -> dict[str, frozenset]:
         """key -> coarse set (flat neuron ids scoring above t x the prompt's max), for any t >= the stored threshold."""
@@ -156,8 +161,10 @@ class AttributionStore:
     def completeness(self, table: pd.DataFrame | None = None) -> pd.DataFrame:
         """Per layer: mean sum of scores against mean P(w_bar) - P(0), and the mean absolute gap between them."""
         table = self.read() if table is None else table
-        sums = np.stack(table["layer_sums"].to_numpy())
-        delta = np.stack(table["p_full"].to_numpy()) - np.stack(table["p_zero"].to_numpy())
+        table = table.sort_values("key", kind="stable") if "key" in table else table  # an order-free mean
+        sums = np.stack(table["layer_sums"].to_numpy()).astype(np.float64)
+        delta = (np.stack(table["p_full"].to_numpy()).astype(np.float64)
+                 - np.stack(table["p_zero"].to_numpy()).astype(np.float64))
         return pd.DataFrame({"sum_of_scores": sums.mean(0), "p_full_minus_p_zero": delta.mean(0),
                              "mean_abs_gap": np.abs(sums - delta).mean(0)}).rename_axis("layer")
 
