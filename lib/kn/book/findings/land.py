@@ -148,7 +148,7 @@ def operating_point_table(seeds, columns=("size", "within", "across_same_relatio
             cells["detector"] = ", ".join(sorted(set(mine["detector"])))
         else:
             cells["N_L / N_s, test facts"] = cells["N_L / N_s, target"] = cells["detector"] = "–"
-        cells["seeds"] = int(row[("n_seeds", "")])
+        cells["seeds"] = str(int(row[("n_seeds", "")]))  # a count: never "5.00" under the tables' default format
         rows[(_OPERATING_NAMES.get(rule, rule), method)] = cells
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["read-out", "sets"])
