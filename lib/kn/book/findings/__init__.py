@@ -67,6 +67,7 @@ from kn.book.findings.editing import (
     update_table,
 )
 from kn.book.findings.land import (
+    OPERATING_POINT_FORMATS,
     detector_comparisons,
     detector_sets_table,
     detector_table,
@@ -90,4 +91,4 @@ from kn.book.findings.overlap import (
     threshold_sweep,
 )
 
-__all__ = ['medians', 'change_rate_comparisons', 'per_relation_change', 'amplification_summary', 'throughput_table', 'example_prompt', 'attribution_summary', 'choice_prompts', 'reference_cost', 'layer_errors', 'spiky_case', 'definition_table', 'choices_summary', 'interval_table', 'PRIMARY_FAMILY_5', 'PRIMARY_FAMILY_6', 'SCORE_NAMES', 'consistency_shares_table', 'consistency_class_table', 'consistency_contrast_table', 'consistency_sanity_line', 'consistency_claims', 'consistency_captions', 'net_name', 'primary_pairs', 'log_ratio_contrasts', 'log_ratio_table', 'table9_readings', 'edit_rates', 'edit_contrasts', 'specificity_table', 'rates_table', 'contrasts_table', 'power_table', 'power_rows', 'data_summary', 'rate_means', 'rate_table', 'success_comparisons', 'update_table', 'editing_summary', 'detector_sets_table', 'table6', 'table7', 'land_case_table', 'detector_table', 'detector_comparisons', 'wording_table', 'operating_point_table', 'seed_holds_table', 'near_constant_table', 'land_summary', 'reaches_claim', 'overlap_rows', 'table4', 'case_table', 'threshold_sweep', 'table2', 'refined_table', 'overlap_summary']
+__all__ = ['medians', 'change_rate_comparisons', 'per_relation_change', 'amplification_summary', 'throughput_table', 'example_prompt', 'attribution_summary', 'choice_prompts', 'reference_cost', 'layer_errors', 'spiky_case', 'definition_table', 'choices_summary', 'interval_table', 'PRIMARY_FAMILY_5', 'PRIMARY_FAMILY_6', 'SCORE_NAMES', 'consistency_shares_table', 'consistency_class_table', 'consistency_contrast_table', 'consistency_sanity_line', 'consistency_claims', 'consistency_captions', 'net_name', 'primary_pairs', 'log_ratio_contrasts', 'log_ratio_table', 'table9_readings', 'edit_rates', 'edit_contrasts', 'specificity_table', 'rates_table', 'contrasts_table', 'power_table', 'power_rows', 'data_summary', 'rate_means', 'rate_table', 'success_comparisons', 'update_table', 'editing_summary', 'detector_sets_table', 'table6', 'table7', 'land_case_table', 'detector_table', 'detector_comparisons', 'wording_table', 'OPERATING_POINT_FORMATS', 'operating_point_table', 'seed_holds_table', 'near_constant_table', 'land_summary', 'reaches_claim', 'overlap_rows', 'table4', 'case_table', 'threshold_sweep', 'table2', 'refined_table', 'overlap_summary']

@@ -126,6 +126,10 @@ _OPERATING_NAMES = {"paper_ratio": "(a) the paper's size, each prompt's top rati
                     "fact_specific": "(c) max fact-specific (the former rule)", "topk": "(d) top-k, k = N_s"}
 
 
+# How chapter 4 shows operating_point_table's columns that are not "mean [min, max]" text: the seed count is a count.
+OPERATING_POINT_FORMATS = {"seeds": "{:d}"}
+
+
 def operating_point_table(seeds, columns=("size", "within", "across_same_relation", "across_other_relation",
                                           "fact_specific")) -> pd.DataFrame:
     """Per (read-out, method): each metric over test facts as "mean over seeds [min, max]" (n seeds); for LAND, the
@@ -148,7 +152,7 @@ def operating_point_table(seeds, columns=("size", "within", "across_same_relatio
             cells["detector"] = ", ".join(sorted(set(mine["detector"])))
         else:
             cells["N_L / N_s, test facts"] = cells["N_L / N_s, target"] = cells["detector"] = "–"
-        cells["seeds"] = str(int(row[("n_seeds", "")]))  # a count: never "5.00" under the tables' default format
+        cells["seeds"] = int(row[("n_seeds", "")])
         rows[(_OPERATING_NAMES.get(rule, rule), method)] = cells
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["read-out", "sets"])
