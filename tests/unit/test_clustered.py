@@ -138,3 +138,37 @@ def test_a_run_of_one_cluster_pairs_unrelated_facts_across_relations_but_never_t
     design = design_conditions(pd.DataFrame(rows), unrelated="other_relation", unrelated_partners=2).set_index("fact_id")
     assert design.loc["P176:0", "unrelated_facts"] == ["P178:1", "P178:2"]  # P178:0 is its twin (iPhone, Apple)
     assert all(f.split(":")[0] != fact.split(":")[0] for fact, fs in design["unrelated_facts"].items() for f in fs)
+
+
+def _overlap_study(land_fs, prior_fs, nearest_fs, clusters):
+    facts = [f"f{i}" for i in range(len(land_fs))]
+    frame = lambda v: pd.DataFrame({"fact_specific": np.asarray(v, float)}, index=pd.Index(facts, name="fact_id"))
+    return SimpleNamespace(overlap={"land": frame(land_fs), "relation_prior": frame(prior_fs),
+                                    "nearest_neighbour": frame(nearest_fs)},
+                           fact_cluster=dict(zip(facts, clusters)))
+
+
+def test_chapter_4s_overlap_claims_hold_only_where_the_cluster_test_backs_the_interval():
+    """Chapter 4's "LAND beats the relation prior" was decided by its interval alone. Two clusters, every fact 10
+    points above the prior: the interval excludes 0, but no sign-flip p below 0.5 is possible, so it must read "not
+    distinguishable"; with twelve clusters the same facts are decided (p = 2/2^12, Holm 3 x that)."""
+    from kn.book.findings.land import TESTED_OVERLAP_CLAIMS, tested_overlap_claims
+    from kn.book.findings.common import interval_table
+    from kn.book.verdicts import verdict
+
+    rng = np.random.default_rng(0)
+    land = 0.2 + rng.uniform(0, 0.02, 24)
+    for clusters, decided in (([0] * 12 + [1] * 12, False), (list(np.repeat(np.arange(12), 2)), True)):
+        study = _overlap_study(land, land - 0.1 - rng.uniform(0, 0.02, 24), land, clusters)
+        land_fs = interval_table(study.overlap["land"], ["fact_specific"],
+                                 clusters=np.asarray(clusters, dtype=object), n_boot=500, seed=0)["fact_specific"]
+        claims = {c.name: c for c in tested_overlap_claims(study, land_fs, n_boot=500, seed=0)}
+        assert list(claims) == list(TESTED_OVERLAP_CLAIMS)
+        prior = claims["LAND beats the relation prior"]
+        assert prior.interval.lo > 0  # the interval alone would say "holds"
+        assert prior.holds is (True if decided else None)
+        assert verdict("land", prior) == ("holds" if decided else "not distinguishable")
+        assert prior.p_value == pytest.approx(2 / 2 ** 12 if decided else 0.5)  # all clusters on one side: the floor
+        assert prior.p_holm == pytest.approx(min(1.0, 3 * prior.p_value) if decided else 1.0)
+        assert claims["LAND beats the nearest neighbour"].holds is None  # no difference at all: p = 1
+        assert claims["LAND is specific to the fact"].holds is (True if decided else None)

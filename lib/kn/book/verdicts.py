@@ -70,10 +70,12 @@ def _claim_meta(chapter: str, claim) -> dict:
                 "bound": paper.LAND_OVERLAP_CLAIM,
                 "paper": {f"LAND, {s.split(', ')[1]}": float(v) for s, v in t7["R_Lo"].items()}}
     elif chapter == "land" and name == "LAND is specific to the fact":
-        meta = {"axis": "fact-specific overlap of LAND's sets (within fact minus same relation)", "percent": True}
+        # bound 0: a claim with a direction (above 0), so an interval the test does not back reads "not distinguishable"
+        meta = {"axis": "fact-specific overlap of LAND's sets (within fact minus same relation)", "percent": True,
+                "bound": 0.0}
     elif chapter == "land" and name.startswith("LAND beats the "):
         meta = {"axis": f"fact-specific overlap, LAND minus the {name.removeprefix('LAND beats the ')}",
-                "percent": True}
+                "percent": True, "bound": 0.0}
     elif chapter == "amplification" and pair:
         condition, a, b = pair.groups()
         if "log" in family:  # the primary family: the facts' mean log(P after / P before); the papers report none

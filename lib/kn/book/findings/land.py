@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from kn.base import paper
-from kn.base.stats import Interval, cluster_paired_difference, compare, paired_difference, reaches
+from kn.base.clustered import cluster_sign_flip_p, min_sign_flip_p
+from kn.base.stats import Interval, cluster_paired_difference, compare, holm, paired_difference, reaches
 from kn.book.findings.common import _holds, clusters_for, interval_table
 from kn.book.findings.consistency import consistency_claims, consistency_contrast_table
 from kn.book.findings.overlap import _OVERLAP, overlap_rows
@@ -91,13 +92,17 @@ _LAND_PAIRS = (("land", "relation_prior"), ("land", "nearest_neighbour"), ("land
 
 def detector_comparisons(study, *, n_boot: int, seed: int) -> pd.DataFrame:
     """Paired differences (over test facts) of fact-specific overlap: LAND against each rule, and the oracle's
-    headroom over LAND. Columns: difference (Interval), verdict (sentence)."""
+    headroom over LAND. Columns: difference (cluster Interval), p (exact cluster sign-flip, unadjusted: chapter 4's
+    tested claims carry Holm's), verdict (a sentence; a difference only where p < 0.05 and the interval agree)."""
     rows = {}
     for a, b in _LAND_PAIRS:
-        diff = _paired(study, study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"], n_boot=n_boot,
-                       seed=seed)
-        rows[f"{DETECTORS[a]} - {DETECTORS[b]}"] = {
-            "difference": diff, "verdict": compare(DETECTORS[a], DETECTORS[b], diff, fmt="{:.1%}")}
+        left, right = study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"]
+        diff = _paired(study, left, right, n_boot=n_boot, seed=seed)
+        p = cluster_sign_flip_p((left - right).to_numpy(float), _fact_clusters(study, left - right))
+        words = (compare(DETECTORS[a], DETECTORS[b], diff, fmt="{:.1%}") if p < 0.05 else
+                 f"{DETECTORS[a]} and {DETECTORS[b]} are not distinguishable here (difference "
+                 f"{diff.format('{:.1%}')}, n = {diff.n}, sign-flip p = {p:.3g}).")
+        rows[f"{DETECTORS[a]} - {DETECTORS[b]}"] = {"difference": diff, "p": p, "verdict": words}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -222,18 +227,7 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
             claims.append(Claim(f"over seeds: {r.verdict}", f"Over {r.n_seeds} seeds of the detector pipeline, "
                                 f"{_verdict_words(r.verdict)}: {_seed_reading(r)}.", None,
                                 True if r.holds_at_every_seed else (False if opposite else None)))
-    land_specific = Claim(
-        "LAND is specific to the fact",
-        f"LAND's fact-specific overlap (within-fact minus same-relation across-fact) is {land_fs.format('{:.1%}')}: "
-        + ("its sets depend on the fact beyond its relation." if land_fs.excludes_zero and land_fs.mean > 0 else
-           "not distinguishable here from a set fixed per relation."), land_fs, _holds(land_fs))
-    claims.append(land_specific)
-    for a, b in _LAND_PAIRS[:2]:
-        diff = _paired(study, study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"], n_boot=n_boot,
-                       seed=seed)
-        claims.append(Claim(f"LAND beats the {DETECTORS[b].lower()}",
-                            "On fact-specific overlap, " + compare(DETECTORS[a], DETECTORS[b], diff, fmt="{:.1%}"),
-                            diff, _holds(diff)))
+    claims += tested_overlap_claims(study, land_fs, n_boot=n_boot, seed=seed)
     trend = curve[curve["setting"] == "this run's"].sort_values("n_train_prompts")
     if len(trend) >= 2:
         first, last = trend.iloc[0], trend.iloc[-1]
@@ -268,6 +262,55 @@ def land_summary(params, study, table7_frame: pd.DataFrame, curve: pd.DataFrame,
         seed_holds=[] if seeds is None else seed_holds_table(seeds).reset_index().to_dict("records"),
         consistency=[] if consistency_split is None else
         consistency_contrast_table(consistency_split).reset_index().to_dict("records"))
+
+
+# Chapter 4's claims on LAND's fact-specific overlap that are tested: each holds only where its exact cluster sign-flip
+# p, Holm-corrected over these three, is below 0.05 and its cluster interval excludes 0 on the claimed side.
+TESTED_OVERLAP_CLAIMS = ("LAND is specific to the fact", "LAND beats the relation prior",
+                         "LAND beats the nearest neighbour")
+
+
+def _fact_clusters(study, values: pd.Series) -> np.ndarray:
+    """Each fact's cluster (relations sharing facts merged), or each fact its own where the study records none."""
+    clusters = _clusters(study, values.to_frame())
+    return np.arange(len(values)) if clusters is None else np.asarray(clusters)
+
+
+def tested_overlap_claims(study, land_fs: Interval, *, n_boot: int, seed: int) -> list[Claim]:
+    """The three TESTED_OVERLAP_CLAIMS over test facts (higher is better in each): LAND's fact-specific overlap
+    against 0, and LAND minus the relation prior and minus the nearest neighbour (both at LAND's size for the prompt).
+    Each: the cluster interval, the exact cluster sign-flip p (kn.base.clustered), Holm's p over the three; holds
+    True / False only where Holm's p < 0.05 and the interval agree, else None (not distinguishable here)."""
+    land = study.overlap["land"]["fact_specific"]
+    values = [land] + [land - study.overlap[b]["fact_specific"] for _, b in _LAND_PAIRS[:2]]
+    intervals = [land_fs] + [_paired(study, land, study.overlap[b]["fact_specific"], n_boot=n_boot, seed=seed)
+                             for _, b in _LAND_PAIRS[:2]]
+    tests = []
+    for v in values:
+        clusters = _fact_clusters(study, v)
+        ok = v.notna().to_numpy()
+        tests.append((cluster_sign_flip_p(v.to_numpy(float), clusters), len(set(clusters[ok].tolist()))))
+    p_holm = holm(np.array([p for p, _ in tests]))
+    claims = []
+    for name, interval, (p, k), ph in zip(TESTED_OVERLAP_CLAIMS, intervals, tests, p_holm):
+        decided = bool(ph < 0.05) and interval.excludes_zero and interval.decidable
+        holds = _holds(interval) if decided else None
+        test = (f"cluster sign-flip p = {p:.3g}, Holm over chapter 4's three tested claims {ph:.3g}; {k} clusters, "
+                f"so no p below {min_sign_flip_p(k):.3g} is possible here")
+        if name == TESTED_OVERLAP_CLAIMS[0]:
+            text = (f"LAND's fact-specific overlap (within-fact minus same-relation across-fact) is "
+                    f"{interval.format('{:.1%}')} ({test}): " + (
+                        "its sets depend on the fact beyond its relation." if holds else
+                        "below 0: its sets are less specific than a set fixed per relation." if holds is False else
+                        "not distinguishable here from a set fixed per relation."))
+        else:
+            b = DETECTORS[_LAND_PAIRS[TESTED_OVERLAP_CLAIMS.index(name) - 1][1]]
+            text = ("On fact-specific overlap, " + (
+                compare(DETECTORS["land"], b, interval, fmt="{:.1%}") if holds is not None else
+                f"{DETECTORS['land']} and {b} are not distinguishable here (difference "
+                f"{interval.format('{:.1%}')}, n = {interval.n})").rstrip(".") + f" ({test}).")
+        claims.append(Claim(name, text, interval, holds, p_value=float(p), p_holm=float(ph), direction="higher"))
+    return claims
 
 
 def reaches_claim(name: str, interval: Interval, threshold: float, *, what: str, source: str) -> Claim:
