@@ -308,7 +308,7 @@ def tested_overlap_claims(study, land_fs: Interval, *, n_boot: int, seed: int) -
             text = ("On fact-specific overlap, " + (
                 compare(DETECTORS["land"], b, interval, fmt="{:.1%}") if holds is not None else
                 f"{DETECTORS['land']} and {b} are not distinguishable here (difference "
-                f"{interval.format('{:.1%}')}, n = {interval.n})").rstrip(".") + f" ({test}).")
+                f"{interval.format('{:.1%}')}, n = {interval.n})").rstrip(".").removesuffix(")") + f"; {test}).")
         claims.append(Claim(name, text, interval, holds, p_value=float(p), p_holm=float(ph), direction="higher"))
     return claims
 
