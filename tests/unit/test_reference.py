@@ -276,6 +276,24 @@ def test_verify_sees_a_verdict_that_flips_or_becomes_undecided(published, tmp_pa
     assert math.isnan(differ["overlap_summary.json:claims[paraphrases overlap little].holds"][1])
 
 
+def test_verify_says_how_many_verdicts_agree_when_numbers_differ(published, tmp_path, capsys):
+    """A run on another CPU instruction set differs in many numbers at rounding level; what a reader must learn first
+    is whether any claim's verdict moved: the count of equal verdicts, and the names of those that differ."""
+    run, target = published
+    again = rerun(tmp_path, run)
+    edit(again, "land_summary.json", lambda r: r["table7"]["N_L"]["__interval__"].update(mean=27.75))
+    result = reference.verify(again, target)
+    n = result.verdicts_compared
+    assert n == 4 and result.verdicts_differ == []  # data, overlap and land's two claims
+    assert f"verdicts: {n} of {n} equal" in result.lines()
+    edit(again, "land_summary.json", lambda r: r["claims"][1].update(holds=True))
+    result = reference.verify(again, target)
+    assert result.verdicts_differ == ["land_summary.json:claims[LAND beats the relation prior].holds"]
+    assert cli.main(["verify", str(again), "--reference", str(target)]) == 1
+    assert (f"verdicts: {n - 1} of {n} equal; these differ: land_summary.json:claims[LAND beats the relation prior]."
+            "holds") in capsys.readouterr().out.splitlines()
+
+
 def test_verify_counts_missing_and_extra_numbers(published, tmp_path, capsys):
     run, target = published
     again = rerun(tmp_path, run)

@@ -19,7 +19,8 @@ API
         they import, transitively (a static walk of the imports; packages' __init__.py included)
     stale_code(reference_dir, notebooks_dir, lib_root) -> {chapter: (commit, recorded hash, current hash or None)}
     verify(run_dir, reference_dir, *, rtol=0.0) -> Verification   number by number; exact unless rtol > 0
-    Verification(equal, differ, missing, extra, environment_differs, rtol=0.0, close=0);  .ok;  .lines() -> [str]
+    Verification(equal, differ, missing, extra, environment_differs, rtol=0.0, close=0, verdicts_compared=0,
+                 verdicts_differ=[]);  .ok;  .lines() -> [str] (when numbers differ: how many verdicts still agree)
     tolerance_reason(verification) -> str   "--rtol 1e-06: a different torch build", or why nothing justifies it
     results_markdown(reference_root) -> str   the papers' headline values beside each reference run's, with verdicts
     readme_block(readme_text) -> str          the text between README_START and README_END (ParameterError: none)
@@ -38,7 +39,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -307,6 +308,8 @@ class Verification:
     environment_differs: list  # "torch: reference X, this run Y", CPU flags
     rtol: float = 0.0
     close: int = 0  # of the equal, those equal only within rtol
+    verdicts_compared: int = 0  # the verdicts (every "...holds" number: claims, contrasts) in both
+    verdicts_differ: list = field(default_factory=list)  # their names where the verdict differs
 
     @property
     def ok(self) -> bool:
@@ -316,6 +319,9 @@ class Verification:
         out = ([f"reproduces the reference: {self.equal} numbers equal"] if self.ok else
                [f"does not reproduce the reference: {len(self.differ)} numbers differ, {len(self.missing)} missing, "
                 f"{self.equal} equal"])
+        if not self.ok and self.verdicts_compared:  # what a reader acts on: did any claim's verdict move?
+            out.append(f"verdicts: {self.verdicts_compared - len(self.verdicts_differ)} of {self.verdicts_compared} "
+                       "equal" + (f"; these differ: {', '.join(self.verdicts_differ)}" if self.verdicts_differ else ""))
         out += [f"{name}: reference {a!r}, this run {b!r} (relative difference {rel:.3g})"
                 for name, a, b, rel in self.differ]
         for names, what in ((self.missing, "of the reference are missing from this run"),
@@ -377,8 +383,10 @@ def verify(run_dir, reference_dir, *, rtol: float = 0.0) -> Verification:
         else:
             differ.append((name, a, b, _relative(a, b)))
     provenance = lineage.load(reference_dir / "provenance.json")
+    verdicts = [name for name in set(expected) & set(found) if name.endswith(".holds")]
+    moved = sorted(name for name, *_ in differ if name.endswith(".holds"))
     return Verification(equal, differ, sorted(set(expected) - set(found)), sorted(set(found) - set(expected)),
-                        _environment_differences(run_dir, provenance), rtol, close)
+                        _environment_differences(run_dir, provenance), rtol, close, len(verdicts), moved)
 
 
 # --- the README's Results block --------------------------------------------------------------------------------------
