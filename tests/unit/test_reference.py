@@ -294,6 +294,23 @@ def test_verify_says_how_many_verdicts_agree_when_numbers_differ(published, tmp_
             "holds") in capsys.readouterr().out.splitlines()
 
 
+def test_the_results_page_says_per_run_whether_it_reproduces_its_reference(published, tmp_path):
+    run, target = published
+    same = rerun(tmp_path, run)
+    moved = tmp_path / "runs" / "moved" / "smoke"
+    shutil.copytree(run, moved)
+    edit(moved, "land_summary.json", lambda r: r["claims"][1].update(holds=True))
+    other = tmp_path / "runs" / "other"
+    shutil.copytree(run, other)
+    table = reference.reproduction_table({"smoke": same, "other": other}, target.parent)
+    assert table.loc["smoke", "against the reference"].startswith("reproduces the reference: ")
+    assert table.loc["other", "against the reference"] == "no reference run of this name"
+    row = reference.reproduction_table({"smoke": moved}, target.parent).loc["smoke"]
+    assert row["against the reference"].startswith("does not reproduce the reference: 1 numbers differ")
+    assert row["against the reference"].endswith("verdicts: 3 of 4 equal; these differ: "
+                                                 "land_summary.json:claims[LAND beats the relation prior].holds")
+
+
 def test_verify_counts_missing_and_extra_numbers(published, tmp_path, capsys):
     run, target = published
     again = rerun(tmp_path, run)
