@@ -14,7 +14,7 @@ import pytest
 from kn.base.errors import MissingArtifact, ParameterError
 from kn.base.rundir import RunFolder
 from kn.base.stats import Interval, Rate
-from kn.book import cli, reference
+from kn.book import cli, reference, reference_book
 from kn.book.summaries import (
     AttributionSummary,
     Claim,
@@ -302,10 +302,10 @@ def test_the_results_page_says_per_run_whether_it_reproduces_its_reference(publi
     edit(moved, "land_summary.json", lambda r: r["claims"][1].update(holds=True))
     other = tmp_path / "runs" / "other"
     shutil.copytree(run, other)
-    table = reference.reproduction_table({"smoke": same, "other": other}, target.parent)
+    table = reference_book.reproduction_table({"smoke": same, "other": other}, target.parent)
     assert table.loc["smoke", "against the reference"].startswith("reproduces the reference: ")
     assert table.loc["other", "against the reference"] == "no reference run of this name"
-    row = reference.reproduction_table({"smoke": moved}, target.parent).loc["smoke"]
+    row = reference_book.reproduction_table({"smoke": moved}, target.parent).loc["smoke"]
     assert row["against the reference"].startswith("does not reproduce the reference: 1 numbers differ")
     assert row["against the reference"].endswith("verdicts: 3 of 4 equal; these differ: "
                                                  "land_summary.json:claims[LAND beats the relation prior].holds")

@@ -19,10 +19,7 @@ API
         they import, transitively (a static walk of the imports; packages' __init__.py included)
     stale_code(reference_dir, notebooks_dir, lib_root) -> {chapter: (commit, recorded hash, current hash or None)}
     verify(run_dir, reference_dir, *, rtol=0.0) -> Verification   number by number; exact unless rtol > 0
-    Verification(equal, differ, missing, extra, environment_differs, rtol=0.0, close=0, verdicts_compared=0,
-                 verdicts_differ=[]);  .ok;  .lines() -> [str] (when numbers differ: how many verdicts still agree)
-    reproduction_table(runs, reference_root=None) -> DataFrame   per run: does it reproduce its reference, under which
-        versions (the results page)
+    Verification(equal, differ, missing, extra, environment_differs, rtol, close, verdicts_compared, verdicts_differ)
     tolerance_reason(verification) -> str   "--rtol 1e-06: a different torch build", or why nothing justifies it
     results_markdown(reference_root) -> str   the papers' headline values beside each reference run's, with verdicts
     readme_block(readme_text) -> str          the text between README_START and README_END (ParameterError: none)
@@ -51,7 +48,7 @@ from kn.base import lineage
 from kn.base.errors import MissingArtifact, ParameterError
 from kn.base.io import atomic_write_bytes
 from kn.base.params import project_root
-from kn.base.rundir import FIRST_CHAPTER, REFERENCE_MARKER, RunFolder
+from kn.base.rundir import FIRST_CHAPTER, RunFolder
 from kn.base.stats import Interval
 from kn.book import results, verdicts
 from kn.book.environment import LOCK_FILE, current_environment
@@ -385,39 +382,10 @@ def verify(run_dir, reference_dir, *, rtol: float = 0.0) -> Verification:
         else:
             differ.append((name, a, b, _relative(a, b)))
     provenance = lineage.load(reference_dir / "provenance.json")
-    verdicts = [name for name in set(expected) & set(found) if name.endswith(".holds")]
-    moved = sorted(name for name, *_ in differ if name.endswith(".holds"))
+    moved = sorted(name for name, *_ in differ if name.endswith(".holds"))  # the verdicts: every claim's "holds"
     return Verification(equal, differ, sorted(set(expected) - set(found)), sorted(set(found) - set(expected)),
-                        _environment_differences(run_dir, provenance), rtol, close, len(verdicts), moved)
-
-
-def reproduction_table(runs: dict, reference_root=None) -> pd.DataFrame:
-    """The results page's per-run line: does the run reproduce the study's reference run of its name (``verify``,
-    exact), and under which versions. runs: {name: RunFolder}; reference_root: default <project>/reference. One row
-    per run: "against the reference" (a copy of the reference itself; no reference of that name; verify's first
-    line, with the verdicts that agree where numbers differ) and "versions" (torch, transformers and CPU flags that
-    differ from the reference's, or that they are the reference's)."""
-    root = Path(reference_root) if reference_root else project_root() / REFERENCE_FOLDER
-    rows = {}
-    for name, folder in runs.items():
-        path = Path(getattr(folder, "path", folder))
-        marker, reference_dir = path / REFERENCE_MARKER, root / name
-        if marker.is_file():
-            commit = (lineage.load(marker).get("commit") or "unknown")[:10]
-            rows[name] = {"against the reference": f"the reference run itself (commit {commit}), not made here",
-                          "versions": "as its provenance records"}
-        elif not (reference_dir / "record").is_dir():
-            rows[name] = {"against the reference": "no reference run of this name", "versions": "–"}
-        else:
-            result = verify(path, reference_dir)
-            lines = result.lines()
-            verdict_line = next((line for line in lines if line.startswith("verdicts: ")), None)
-            rows[name] = {"against the reference": lines[0] + (f"; {verdict_line}" if verdict_line else ""),
-                          "versions": "; ".join(result.environment_differs)
-                          or "the reference's torch, transformers and CPU flags"}
-    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["against the reference", "versions"])
-    frame.index.name = "run"
-    return frame
+                        _environment_differences(run_dir, provenance), rtol, close,
+                        sum(name.endswith(".holds") for name in set(expected) & set(found)), moved)
 
 
 # --- the README's Results block --------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ API
         copied before: a refreshed reference replaces the old copy); code_root: the checkout whose notebooks and lib
         the staleness is read against (default the project)
     reference_of(run_dir) -> dict | None         the marker's provenance, None for a run made here
+    reproduction_table(runs, reference_root=None) -> DataFrame   the results page's line per run: does it reproduce
+        the reference run of its name (kn.book.reference.verify), under which versions
     claim_run_dir(run_dir, book_dir, chapters, first) -> bool   before a run starts in runs/<name>: a reference copy
         is removed whole when chapter 1 (``first``) is among ``chapters`` (the reader's run replaces it; True), a
         ParameterError when a later chapter alone would add to it; False for any other folder
@@ -24,12 +26,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from kn.base import lineage
 from kn.base.errors import ParameterError
 from kn.base.io import atomic_write_bytes
 from kn.base.params import project_root
 from kn.base.rundir import REFERENCE_MARKER
-from kn.book.reference import REFERENCE_FOLDER, stale_code
+from kn.book.reference import REFERENCE_FOLDER, stale_code, verify
 
 REFERENCE_TAG = "kn-reference-run"
 
@@ -100,3 +104,30 @@ def claim_run_dir(run_dir, book_dir, chapters, first) -> bool:
     shutil.rmtree(run_dir)
     shutil.rmtree(book_dir, ignore_errors=True)
     return True
+
+
+def reproduction_table(runs: dict, reference_root=None) -> pd.DataFrame:
+    """The results page's line per run ({name: RunFolder}): "against the reference" (verify's first line and, where
+    numbers differ, the verdicts that agree; or a reference copy; or none of that name) and "versions" (what differs
+    from the reference's torch, transformers and CPU flags). reference_root: default <project>/reference."""
+    root = Path(reference_root) if reference_root else project_root() / REFERENCE_FOLDER
+    rows = {}
+    for name, folder in runs.items():
+        path = Path(getattr(folder, "path", folder))
+        marker, reference_dir = path / REFERENCE_MARKER, root / name
+        if marker.is_file():
+            commit = (lineage.load(marker).get("commit") or "unknown")[:10]
+            rows[name] = {"against the reference": f"the reference run itself (commit {commit}), not made here",
+                          "versions": "as its provenance records"}
+        elif not (reference_dir / "record").is_dir():
+            rows[name] = {"against the reference": "no reference run of this name", "versions": "–"}
+        else:
+            result = verify(path, reference_dir)
+            lines = result.lines()
+            verdict_line = next((line for line in lines if line.startswith("verdicts: ")), None)
+            rows[name] = {"against the reference": lines[0] + (f"; {verdict_line}" if verdict_line else ""),
+                          "versions": "; ".join(result.environment_differs)
+                          or "the reference's torch, transformers and CPU flags"}
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["against the reference", "versions"])
+    frame.index.name = "run"
+    return frame
