@@ -194,6 +194,9 @@ def test_the_smoke_run_reproduces_the_smoke_slices_reference_run(smoke_run, caps
     _, run, _, _ = smoke_run
     result = reference.verify(run.path, SMOKE_REFERENCE)
     if not result.ok and result.environment_differs:
+        # elsewhere the numbers move at rounding level (measured: 759 of 3,363 between AVX-512 and AVX2), the verdicts
+        # must not: that much is checked on any machine before the exact comparison is excused
+        assert not result.missing and result.verdicts_compared > 50 and result.verdicts_differ == [], result.lines()
         pytest.xfail("exact only under the reference's environment: " + "; ".join(result.environment_differs))
     assert result.ok, "\n".join(["refresh with `make reference-smoke` if the change is meant", *result.lines()])
     assert result.equal == len(reference.numbers(SMOKE_REFERENCE / "record")) > 300 and result.close == 0

@@ -98,7 +98,7 @@ def detector_comparisons(study, *, n_boot: int, seed: int) -> pd.DataFrame:
     for a, b in _LAND_PAIRS:
         left, right = study.overlap[a]["fact_specific"], study.overlap[b]["fact_specific"]
         diff = _paired(study, left, right, n_boot=n_boot, seed=seed)
-        p = cluster_sign_flip_p((left - right).to_numpy(float), _fact_clusters(study, left - right))
+        p, _ = _sign_flip(study, left - right)
         words = (compare(DETECTORS[a], DETECTORS[b], diff, fmt="{:.1%}") if p < 0.05 else
                  f"{DETECTORS[a]} and {DETECTORS[b]} are not distinguishable here (difference "
                  f"{diff.format('{:.1%}')}, n = {diff.n}, sign-flip p = {p:.3g}).")
@@ -270,10 +270,12 @@ TESTED_OVERLAP_CLAIMS = ("LAND is specific to the fact", "LAND beats the relatio
                          "LAND beats the nearest neighbour")
 
 
-def _fact_clusters(study, values: pd.Series) -> np.ndarray:
-    """Each fact's cluster (relations sharing facts merged), or each fact its own where the study records none."""
+def _sign_flip(study, values: pd.Series) -> tuple[float, int]:
+    """(exact cluster sign-flip p, clusters) of per-fact values: each fact's cluster (relations sharing facts merged),
+    or each fact its own where the study records none."""
     clusters = _clusters(study, values.to_frame())
-    return np.arange(len(values)) if clusters is None else np.asarray(clusters)
+    clusters = np.arange(len(values)) if clusters is None else np.asarray(clusters)
+    return cluster_sign_flip_p(values.to_numpy(float), clusters), len(set(clusters[values.notna().to_numpy()].tolist()))
 
 
 def tested_overlap_claims(study, land_fs: Interval, *, n_boot: int, seed: int) -> list[Claim]:
@@ -285,11 +287,7 @@ def tested_overlap_claims(study, land_fs: Interval, *, n_boot: int, seed: int) -
     values = [land] + [land - study.overlap[b]["fact_specific"] for _, b in _LAND_PAIRS[:2]]
     intervals = [land_fs] + [_paired(study, land, study.overlap[b]["fact_specific"], n_boot=n_boot, seed=seed)
                              for _, b in _LAND_PAIRS[:2]]
-    tests = []
-    for v in values:
-        clusters = _fact_clusters(study, v)
-        ok = v.notna().to_numpy()
-        tests.append((cluster_sign_flip_p(v.to_numpy(float), clusters), len(set(clusters[ok].tolist()))))
+    tests = [_sign_flip(study, v) for v in values]
     p_holm = holm(np.array([p for p, _ in tests]))
     claims = []
     for name, interval, (p, k), ph in zip(TESTED_OVERLAP_CLAIMS, intervals, tests, p_holm):
