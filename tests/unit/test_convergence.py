@@ -353,6 +353,24 @@ def test_definition_study(family):
     assert again.top_sets["random"] == got.top_sets["random"]
 
 
+def test_the_definition_studys_gradients_run_at_the_kernels_batch_not_the_scoring_batch(monkeypatch):
+    """The scoring batch (eval_batch_size, 32) once set the IG batch too: 32 prompts x layers x (steps + 1) rows, each
+    with a float32 [vocab] logit row (SmolLM2: a 4 GB buffer, chapter 2b's 14.3 GiB peak). Whatever the scoring batch,
+    no IG call may hold more rows than the kernel's own batch (2 prompts on a CPU)."""
+    from kn.attribution import kernel
+
+    loaded = _tiny("llama", seed=5)
+    targets = _argmax_targets(loaded, PROMPTS)
+    rows = []
+    real = kernel._head_buffer
+    monkeypatch.setattr(kernel, "_head_buffer", lambda adapter, n, dtype: rows.append(n) or real(adapter, n, dtype))
+    got = definition_study(loaded, PROMPTS, targets, steps=5, top_k=5, seed=3, batch_size=32)
+    per_prompt = loaded.adapter.n_layers * (5 + 1)  # the right rule: m nodes and alpha 0, per layer
+    assert rows and max(rows) == 2 * per_prompt  # 3 prompts: batches of 2 and 1, not one of 3
+    again = definition_study(loaded, PROMPTS, targets, steps=5, top_k=5, seed=3, batch_size=1)
+    assert again.top_sets == got.top_sets  # the scoring batch changes nothing of what the study finds
+
+
 def test_the_adaptive_rule_is_the_reference_as_an_attribution_rule(tmp_path):
     """ig_rule: adaptive stores the converged reference's scores: complete to the tolerance, unlike the right sum."""
     import torch

@@ -12,7 +12,8 @@ from kn.attribution.kernel import integrated_gradients
 from kn.core.models import torch_dtype
 
 
-def attribute(loaded, input_ids, target_ids, *, steps: int, rule: str, dtype: str, neuron: str, batch_prompts: int):
+def attribute(loaded, input_ids, target_ids, *, steps: int, rule: str, dtype: str, neuron: str,
+              batch_prompts: int | None):
     """IGResult of the prompts by the run's rule: a quadrature rule with ``steps`` points (kn.attribution), or
     "adaptive", the converged reference of chapter 2b (kn.attribution.adaptive.adaptive_integrated_gradients; float32)."""
     if rule == "adaptive":

@@ -3,7 +3,15 @@ inputs, as the papers, or the pre-activations), by their coarse sets and by supp
 
 API
     definition_study(loaded, input_ids, target_ids, *, steps=20, rule="right", coarse_threshold=0.2, top_k=20,
-                     seed=0, batch_size=32) -> DefinitionResult(prompts, arms: DataFrames, top_sets, settings)
+                     seed=0, batch_size=32, ig_batch_prompts=None)
+        -> DefinitionResult(prompts, arms: DataFrames, top_sets, settings)
+
+Two batch sizes, because the two passes differ by orders of magnitude in what one prompt costs: the suppression check
+scores ``batch_size`` prompts per forward pass (one row each), while integrated gradients runs every prompt as
+layers x (steps + 1) rows, each with a float32 [vocab] logit row and its gradient. At the scoring batch of 32, SmolLM2's
+IG call held 32 x 30 x 21 = 20,160 rows (the [rows, vocab] buffer alone 4 GB; chapter 2b's peak 14.3 GiB against
+under 3.2 GiB for every other chapter); IG therefore runs at the kernel's own batch (``ig_batch_prompts`` None: 2
+prompts on a CPU, 8 on CUDA, as chapter 2). benchmarks/definition_memory.py measures both.
 """
 
 from __future__ import annotations
@@ -50,15 +58,16 @@ def _top_ids(scores: torch.Tensor, k: int) -> frozenset:
 
 def definition_study(loaded, input_ids, target_ids, *, steps: int = 20, rule: str = "right",
                      coarse_threshold: float = 0.2, top_k: int = 20, seed: int = 0,
-                     batch_size: int = 32) -> DefinitionResult:
+                     batch_size: int = 32, ig_batch_prompts: int | None = None) -> DefinitionResult:
     """IG with neuron = "ffn_out_input" (the papers') and "pre_activation" (the forks') on the same prompts.
 
     Per prompt: the Jaccard of the two coarse sets (t = coarse_threshold, each relative to its own largest score),
     and a causal check: each definition's top_k neurons by score (flat ids: the same physical FFN unit under both
     definitions), and a random control with as many neurons per layer as the paper definition's top_k (seeded;
     drawn outside that top_k), suppressed (factor 0 at the last position, kn.methods.interventions.answer_probabilities);
-    change = (p_after - p_before) / p_before. Returns DefinitionResult; bootstrap the per-prompt columns over
-    prompts with kn.base.stats."""
+    change = (p_after - p_before) / p_before. batch_size: prompts per scoring pass of the causal check;
+    ig_batch_prompts: prompts per integrated-gradients call (None: the kernel's default; the module docstring says
+    why the two differ). Returns DefinitionResult; bootstrap the per-prompt columns over prompts with kn.base.stats."""
     prompts = [torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in input_ids]
     targets = [int(x) for x in torch.as_tensor(target_ids).reshape(-1).tolist()]
     if len(targets) != len(prompts):
@@ -66,7 +75,7 @@ def definition_study(loaded, input_ids, target_ids, *, steps: int = 20, rule: st
     H = loaded.adapter.n_neurons
 
     ig = {d: attribute(loaded, prompts, targets, steps=steps, rule=rule, dtype="float32", neuron=d,
-                       batch_prompts=batch_size) for d in NEURON_DEFINITIONS}
+                       batch_prompts=ig_batch_prompts) for d in NEURON_DEFINITIONS}
     rng = np.random.default_rng(seed)
     top_sets: dict[str, list] = {a: [] for a in ARMS}
     rows = []
