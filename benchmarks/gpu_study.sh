@@ -145,24 +145,21 @@ print(f"torch {torch.__version__} cuda {torch.cuda.is_available()}"
       f" {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}; {model}")
 PY
 tail -1 "$status" | tee -a "$log" >&2
-rundir=$("$python" - "$profile" "${extra[@]+"${extra[@]}"}" <<'PY'
-import sys
-from kn.book.runner import check_params, parse_overrides
-args = sys.argv[2:]
-pairs = [(args[i + 1], args[i + 2]) for i in range(0, len(args), 3) if args[i] == "-p"]
-print(check_params(sys.argv[1], parse_overrides(pairs)).resolved_run_dir())
-PY
-) || { say "the profile does not validate: see $log"; exit 2; }
-# Every level must serve chapters 02b-06 too: the last level whose attribution completes is the one they run on, and
-# a slice they refuse (one train fact per relation leaves chapter 4 no validation fact) would end the study with five
-# refusals. Checked for all levels here, in seconds, before any long work.
-"$python" - "$profile" "$ladder" "${extra[@]+"${extra[@]}"}" 2>> "$log" <<'PY' || { say "$(tail -1 "$log")"; exit 2; }
+# The profile with the -p overrides gives the run folder; every ladder level must also be a slice that chapters 02b-06
+# accept: the last level whose attribution completes is the one they run on, and a slice they refuse (one train fact
+# per relation leaves chapter 4 no validation fact) would end the study with five refusals. One check, in seconds,
+# before any long work; its one-line reason goes to the log and the terminal.
+rundir=$("$python" - "$profile" "$ladder" "${extra[@]+"${extra[@]}"}" 2>> "$log" <<'PY'
 import sys
 from kn.base.errors import BadInput
 from kn.book import preflight
 from kn.book.runner import check_params, parse_overrides
 args = sys.argv[3:]
-base = dict(parse_overrides([(args[i + 1], args[i + 2]) for i in range(0, len(args), 3) if args[i] == "-p"]))
+try:
+    base = parse_overrides([(args[i + 1], args[i + 2]) for i in range(0, len(args), 3) if args[i] == "-p"])
+    rundir = check_params(sys.argv[1], base).resolved_run_dir()
+except BadInput as err:
+    sys.exit(f"the profile does not validate: {err}")
 for level in sys.argv[2].split():
     if level != "all" and not (level.count(":") == 1 and all(n.isdigit() for n in level.split(":"))):
         sys.exit(f"ladder level {level}: give TRAIN:TEST facts per relation (5:1) or all")
@@ -172,7 +169,9 @@ for level in sys.argv[2].split():
         preflight.check_run(check_params(sys.argv[1], {**base, **sizes}))
     except BadInput as err:
         sys.exit(f"ladder level {level}: {err}")
+print(rundir)
 PY
+) || { say "$(tail -1 "$log")"; exit 2; }
 KN=("$python" -m kn chapter "$profile")
 OPTS=(--no-book --book-root "$state/book" ${extra[@]+"${extra[@]}"})
 slice_of() {  # "a:b" -> -p train_facts_per_relation a -p test_facts_per_relation b; "all" -> the profile's own

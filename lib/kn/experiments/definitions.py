@@ -10,7 +10,7 @@ Two batch sizes, because the two passes differ by orders of magnitude in what on
 scores ``batch_size`` prompts per forward pass (one row each), while integrated gradients runs every prompt as
 layers x (steps + 1) rows, each with a float32 [vocab] logit row and its gradient. At the scoring batch of 32, SmolLM2's
 IG call held 32 x 30 x 21 = 20,160 rows (the [rows, vocab] buffer alone 4 GB; chapter 2b's peak 14.3 GiB against
-under 3.2 GiB for every other chapter); IG therefore runs at the kernel's own batch (``ig_batch_prompts`` None: 2
+under 3.3 GiB for every other chapter); IG therefore runs at the kernel's own batch (``ig_batch_prompts`` None: 2
 prompts on a CPU, 8 on CUDA, as chapter 2). benchmarks/definition_memory.py measures both.
 """
 
